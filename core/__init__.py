@@ -1,0 +1,22 @@
+"""glocal.core: the modality-agnostic machine. ``Tokens`` in, ``Tokens`` out.
+
+Adapters (glocal.modalities) turn raw samples into :class:`Tokens`; blocks of a local encoder and a
+global mixer transform them; heads (glocal.tasks) read them. Nothing here imports a modality.
+"""
+from .attention import FullAttention, WindowAttention
+from .backbone import Backbone, BackboneOutput, IsotropicBackbone
+from .block import DropPath, LayerScale, LocalGlobalBlock, Mlp, Parallel, Residual, TokenNorm
+from .conv import DepthwiseConv
+from .downsample import ConvDownsample, PatchMerging
+from .errors import ConfigError, DatasetNotFoundError, GlocalError, InputError, MissingStructureError
+from .registry import (ADAPTERS, BACKBONES, BLOCKS, DATASETS, DOWNSAMPLERS, HEADS, LOSSES, METRICS,
+                       MIXERS, MODELS, NORMS, TRANSFORMS, Registry)
+from .tokens import Tokens
+
+__all__ = [
+    "Tokens", "LocalGlobalBlock", "Residual", "Parallel", "Mlp", "DropPath", "LayerScale", "TokenNorm",
+    "FullAttention", "WindowAttention", "DepthwiseConv", "PatchMerging", "ConvDownsample", "Backbone",
+    "BackboneOutput", "IsotropicBackbone", "Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS",
+    "BACKBONES", "ADAPTERS", "HEADS", "MODELS", "DATASETS", "TRANSFORMS", "METRICS", "LOSSES",
+    "GlocalError", "InputError", "MissingStructureError", "ConfigError", "DatasetNotFoundError",
+]

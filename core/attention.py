@@ -1,0 +1,227 @@
+"""Attention mixers: masked full attention (the quadratic reference every other mixer is checked
+against) and window attention over a grid of any rank (Swin; MaxViT's "block" attention).
+
+Both run on ``torch.nn.functional.scaled_dot_product_attention``; padded tokens are masked out as
+keys, so they never influence valid tokens.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import InputError
+from .tokens import Tokens
+
+__all__ = ["FullAttention", "WindowAttention", "dense_attention", "relative_position_index",
+           "window_partition", "window_reverse"]
+
+
+def _key_mask(mask: Tensor) -> Tensor:
+    """``[N, Lk]`` validity of keys -> boolean SDPA mask ``[N, 1, 1, Lk]``; a row with no valid key
+    (a fully padded query group) attends everywhere instead of producing NaN: its output is
+    padding and is never read by valid tokens."""
+    mask = mask | ~mask.any(-1, keepdim=True)
+    return mask[:, None, None, :]
+
+
+def dense_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+                    bias: Tensor | None = None) -> Tensor:
+    """Plain ``softmax(q k^T / sqrt(d) + bias) v`` with a boolean mask (True = may attend).
+
+    The reference the SDPA paths are tested against. ``q, k, v: [N, h, L, d]``.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + bias
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+class FullAttention(nn.Module):
+    """Multi-head self-attention over all valid tokens, O(L^2) (ViT, GraphGPS's global branch).
+
+    Reads ``Tokens.mask`` only.
+    """
+
+    def __init__(self, dim: int, heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"FullAttention: dim {dim} is not divisible by heads {heads}")
+        self.heads, self.attn_drop = heads, attn_drop
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
+        B, L, C = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        mask = None if tokens.mask is None else _key_mask(tokens.mask)  # [B, 1, 1, L]
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(o.transpose(1, 2).reshape(B, L, C)))
+
+
+# --- windows over a grid of any rank ---------------------------------------------------------------
+
+def window_partition(x: Tensor, window: tuple[int, ...]) -> Tensor:
+    """``[B, *grid, C] -> [B * nW, prod(window), C]``; every grid side divisible by its window."""
+    B, *grid, C = x.shape
+    r = len(grid)
+    shape = [B]
+    for g, w in zip(grid, window):
+        shape += [g // w, w]
+    x = x.view(*shape, C)
+    # [B, n1, w1, n2, w2, ..., C] -> [B, n1, n2, ..., w1, w2, ..., C]
+    perm = [0] + [1 + 2 * i for i in range(r)] + [2 + 2 * i for i in range(r)] + [2 * r + 1]
+    return x.permute(*perm).reshape(-1, math.prod(window), C)
+
+
+def window_reverse(windows: Tensor, window: tuple[int, ...], grid: tuple[int, ...]) -> Tensor:
+    """Inverse of :func:`window_partition`: ``[B * nW, prod(window), C] -> [B, *grid, C]``."""
+    r, C = len(grid), windows.shape[-1]
+    n = [g // w for g, w in zip(grid, window)]
+    x = windows.view(-1, *n, *window, C)
+    perm = [0]
+    for i in range(r):
+        perm += [1 + i, 1 + r + i]
+    return x.permute(*perm, 2 * r + 1).reshape(-1, *grid, C)
+
+
+@lru_cache(maxsize=64)
+def relative_position_index(window: tuple[int, ...], table_window: tuple[int, ...]) -> Tensor:
+    """``[N, N]`` index into a ``prod(2 * table_window - 1)``-row bias table for every pair of
+    positions in a window of shape ``window`` (which may be smaller than ``table_window``)."""
+    coords = torch.stack(torch.meshgrid(*[torch.arange(w) for w in window], indexing="ij"))
+    coords = coords.flatten(1)  # [r, N]
+    rel = coords[:, :, None] - coords[:, None, :]  # [r, N, N], in [-(w-1), w-1]
+    index = torch.zeros(rel.shape[1:], dtype=torch.long)
+    for d, tw in enumerate(table_window):
+        index = index * (2 * tw - 1) + (rel[d] + tw - 1)
+    return index
+
+
+def _shift_regions(grid: tuple[int, ...], window: tuple[int, ...], shift: tuple[int, ...]) -> Tensor:
+    """Region id of every cell after a cyclic shift (Swin): cells that came from different sides of
+    the wrap-around must not attend to each other. ``[*grid]`` long."""
+    ids = torch.zeros(grid, dtype=torch.long)
+    for d, (g, w, s) in enumerate(zip(grid, window, shift)):
+        if s == 0:
+            continue
+        r = torch.zeros(g, dtype=torch.long)
+        r[g - w: g - s] = 1
+        r[g - s:] = 2
+        view = [1] * len(grid)
+        view[d] = g
+        ids = ids * 3 + r.view(view)
+    return ids
+
+
+class WindowAttention(nn.Module):
+    """Multi-head attention inside non-overlapping windows of a 1D/2D/3D grid, optionally shifted
+    (Swin, Liu et al. 2021; MaxViT's block attention), with a learned relative position bias.
+
+    Reads ``Tokens.grid`` (required) and ``Tokens.mask``. Grid sides that are not a multiple of the
+    window are padded internally; padded and masked cells never act as keys. A grid side no larger
+    than the window becomes one window there, unshifted (as in Swin).
+
+    Args:
+        window: window side (int, repeated over ``rank`` dims) or one side per dim.
+        shift: cyclic shift per dim before partitioning (``window // 2`` for Swin's odd blocks);
+            an int is repeated.
+        rank: number of grid dims when ``window`` is an int.
+        rel_pos: learn a relative position bias table ``[prod(2w - 1), heads]``.
+    """
+
+    def __init__(self, dim: int, heads: int = 4, window=7, shift=0, rank: int = 2,
+                 qkv_bias: bool = True, rel_pos: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"WindowAttention: dim {dim} is not divisible by heads {heads}")
+        self.window = (window,) * rank if isinstance(window, int) else tuple(window)
+        self.rank = len(self.window)
+        self.shift = (shift,) * self.rank if isinstance(shift, int) else tuple(shift)
+        if len(self.shift) != self.rank:
+            raise ValueError(f"WindowAttention: shift {self.shift} and window {self.window} differ in rank")
+        self.heads, self.attn_drop = heads, attn_drop
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        if rel_pos:
+            rows = math.prod(2 * w - 1 for w in self.window)
+            self.rel_pos_table = nn.Parameter(torch.zeros(rows, heads))
+            nn.init.trunc_normal_(self.rel_pos_table, std=0.02)
+        else:
+            self.rel_pos_table = None
+
+    def extra_repr(self):
+        return f"heads={self.heads}, window={self.window}, shift={self.shift}"
+
+    def _bias(self, window: tuple[int, ...]) -> Tensor | None:  # [h, N, N]
+        if self.rel_pos_table is None:
+            return None
+        idx = relative_position_index(window, self.window).to(self.rel_pos_table.device)
+        N = idx.shape[0]
+        return self.rel_pos_table[idx.view(-1)].view(N, N, -1).permute(2, 0, 1)
+
+    def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
+        grid = tokens.require("grid", "WindowAttention")
+        if len(grid) != self.rank:
+            raise InputError(f"WindowAttention was built for rank-{self.rank} grids (window "
+                             f"{self.window}) but the tokens have grid {grid}")
+        B, L, C = x.shape
+        # a side no larger than the window is one window there, and is not shifted
+        window = tuple(min(w, g) for w, g in zip(self.window, grid))
+        shift = tuple(0 if g <= w else s for s, w, g in zip(self.shift, self.window, grid))
+        padded = tuple(math.ceil(g / w) * w for g, w in zip(grid, window))
+        xg = x.view(B, *grid, C)
+        valid = None if tokens.mask is None else tokens.mask.view(B, *grid)
+        if padded != grid:  # pad at the end of every side; the pad is masked out below
+            pad = []
+            for g, p in zip(reversed(grid), reversed(padded)):
+                pad += [0, p - g]
+            xg = F.pad(xg, [0, 0] + pad)
+            valid = torch.ones(B, *grid, dtype=torch.bool, device=x.device) if valid is None else valid
+            valid = F.pad(valid, pad, value=False)
+        dims = tuple(range(1, self.rank + 1))
+        if any(shift):
+            neg = tuple(-s for s in shift)
+            xg = torch.roll(xg, neg, dims)
+            valid = None if valid is None else torch.roll(valid, neg, dims)
+
+        win = window_partition(xg, window)  # [B * nW, N, C]
+        Bw, N, _ = win.shape
+        q, k, v = self.qkv(win).view(Bw, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+
+        mask = None  # bool, True = may attend
+        if valid is not None:  # keys that are padding (input mask or internal pad)
+            mask = window_partition(valid.unsqueeze(-1), window).view(Bw, 1, 1, N)
+        if any(shift):  # cells from different sides of the cyclic wrap do not attend
+            regions = window_partition(_shift_regions(padded, window, shift).to(x.device)[None, ..., None],
+                                       window).squeeze(-1)  # [nW, N]
+            same = (regions[:, :, None] == regions[:, None, :]).repeat(B, 1, 1)[:, None]  # [B*nW,1,N,N]
+            mask = same if mask is None else (mask & same)
+        if mask is not None:  # a query with no valid key (padding) attends everywhere, not NaN
+            mask = mask | ~mask.any(-1, keepdim=True)
+        bias = self._bias(window)  # [h, N, N]
+        attn_mask = mask
+        if bias is not None:
+            attn_mask = bias.to(q.dtype).unsqueeze(0)
+            if mask is not None:
+                attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.attn_drop if self.training else 0.0)
+        o = self.proj_drop(self.proj(o.transpose(1, 2).reshape(Bw, N, C)))
+
+        og = window_reverse(o, window, padded)  # [B, *padded, C]
+        if any(shift):
+            og = torch.roll(og, shift, dims)
+        if padded != grid:
+            og = og[(slice(None),) + tuple(slice(0, g) for g in grid)]
+        return og.reshape(B, L, C)

@@ -1,0 +1,1 @@
+"""Everything glocal.modalities offers to configs, registered explicitly in one place."""

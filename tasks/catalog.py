@@ -1,0 +1,1 @@
+"""Everything glocal.tasks offers to configs, registered explicitly in one place."""
