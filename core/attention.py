@@ -32,12 +32,14 @@ def dense_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                     bias: Tensor | None = None) -> Tensor:
     """Plain ``softmax(q k^T / sqrt(d) + bias) v`` with a boolean mask (True = may attend).
 
-    The reference the SDPA paths are tested against. ``q, k, v: [N, h, L, d]``.
+    The reference the SDPA paths are tested against. ``q, k, v: [N, h, L, d]``. A query row with
+    no allowed key attends everywhere (its output is padding; this keeps it finite).
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if bias is not None:
         scores = scores + bias
     if mask is not None:
+        mask = mask | ~mask.any(-1, keepdim=True)
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(-1) @ v
 
@@ -65,6 +67,11 @@ class FullAttention(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(o.transpose(1, 2).reshape(B, L, C)))
+
+    def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
+        """``q k^T`` and ``attn v``: ``2 * B * L^2 * C`` (padded keys included: they are computed)."""
+        B, L, C = x.shape
+        return 2 * B * L * L * C
 
 
 # --- windows over a grid of any rank ---------------------------------------------------------------
@@ -162,6 +169,15 @@ class WindowAttention(nn.Module):
 
     def extra_repr(self):
         return f"heads={self.heads}, window={self.window}, shift={self.shift}"
+
+    def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
+        """``q k^T`` and ``attn v`` in every window of the (internally padded) grid:
+        ``2 * B * nW * N^2 * C`` with ``N = prod(window)`` (as Swin's own FLOP count)."""
+        grid = tokens.require("grid", "WindowAttention")
+        window = tuple(min(w, g) for w, g in zip(self.window, grid))
+        n_windows = math.prod(math.ceil(g / w) for g, w in zip(grid, window))
+        N = math.prod(window)
+        return 2 * x.shape[0] * n_windows * N * N * x.shape[-1]
 
     def _bias(self, window: tuple[int, ...]) -> Tensor | None:  # [h, N, N]
         if self.rel_pos_table is None:

@@ -68,6 +68,7 @@ class Backbone(nn.Module):
         super().__init__()
         depths = [int(s["depth"]) for s in stages]
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist() if sum(depths) else []
+        self.in_dim = in_dim
         self.dims = [int(s.get("dim", in_dim)) for s in stages]
         self.downsamplers = nn.ModuleList()
         self.stages = nn.ModuleList()

@@ -1,0 +1,115 @@
+"""Image adapters: ``[B, C, H, W]`` pixels -> ``Tokens`` on an ``(H', W')`` grid, and the batch
+normaliser that runs before them."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from mmengine.model import BaseDataPreprocessor
+from torch import Tensor, nn
+
+from glocal.core.block import build_norm
+from glocal.core.errors import InputError
+from glocal.core.tokens import Tokens
+
+__all__ = ["PatchStem", "ConvStem", "ImageDataPreprocessor", "check_images"]
+
+
+def check_images(x: Tensor, in_chans: int, who: str, min_size: int = 1) -> None:
+    """Clear errors for the usual image mistakes: wrong rank, channel count or too small."""
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        hint = " (a single image? add the batch dim: x[None])" if isinstance(x, Tensor) and x.dim() == 3 else ""
+        raise InputError(f"{who} expects images [B, C, H, W]; got {shape}{hint}")
+    if x.shape[1] != in_chans:
+        raise InputError(
+            f"{who} was built for {in_chans}-channel images but got {x.shape[1]} channels "
+            f"(input {tuple(x.shape)}). Set in_chans={x.shape[1]} in the adapter config, or convert the "
+            f"images (e.g. ImageFolder(mode='RGB' or 'L')); channels-last input must be permuted to "
+            f"[B, C, H, W].")
+    if min(x.shape[2:]) < min_size:
+        raise InputError(f"{who} needs images of at least {min_size}x{min_size}; got {tuple(x.shape[2:])}")
+    if not x.is_floating_point():
+        raise InputError(f"{who} expects float pixels (normalised by ImageDataPreprocessor); got {x.dtype}")
+
+
+class PatchStem(nn.Module):
+    """Non-overlapping ``patch x patch`` convolution -> tokens on the patch grid (ViT, Swin).
+
+    ``[B, C, H, W] -> Tokens(x [B, H/p * W/p, dim], grid=(H/p, W/p))``; sizes not divisible by
+    ``patch`` are zero-padded at the bottom/right.
+    """
+
+    downsample = dict(type="PatchMerging", factors=2, rank=2)  # what suits the tokens it makes
+
+    def __init__(self, in_chans: int = 3, dim: int = 96, patch: int = 4, norm="LayerNorm"):
+        super().__init__()
+        self.in_chans, self.patch, self.out_dim = in_chans, patch, dim
+        self.proj = nn.Conv2d(in_chans, dim, patch, stride=patch)
+        self.norm = build_norm(norm, dim)
+
+    def forward(self, x: Tensor) -> Tokens:
+        check_images(x, self.in_chans, "PatchStem")
+        H, W = x.shape[2:]
+        p = self.patch
+        if H % p or W % p:
+            x = nn.functional.pad(x, (0, (-W) % p, 0, (-H) % p))
+        x = self.proj(x)  # [B, dim, H', W']
+        grid = tuple(x.shape[2:])
+        return Tokens(self.norm(x.flatten(2).transpose(1, 2)), grid=grid)  # [B, L, dim]
+
+
+class ConvStem(nn.Module):
+    """A few ``kernel x kernel`` convolutions (with strides) -> tokens on the output grid
+    (MaxViT, NAT, UniFormer-style overlapping stems).
+
+    Convolutions are joined by ``norm`` + ``act``; the last convolution is bare unless
+    ``norm_last`` (a token norm over channels, e.g. ``"LayerNorm"``) is given.
+    """
+
+    downsample = dict(type="PatchMerging", factors=2, rank=2)
+
+    def __init__(self, in_chans: int = 3, dims: Sequence[int] = (32, 64), strides: Sequence[int] = (2, 2),
+                 kernel: int = 3, norm: str | None = "BatchNorm", act: str = "GELU", norm_last=None):
+        super().__init__()
+        if len(dims) != len(strides):
+            raise ValueError(f"ConvStem: dims {dims} and strides {strides} differ in length")
+        self.in_chans, self.out_dim = in_chans, dims[-1]
+        layers, prev = [], in_chans
+        for i, (d, s) in enumerate(zip(dims, strides)):
+            layers.append(nn.Conv2d(prev, d, kernel, stride=s, padding=kernel // 2))
+            if i < len(dims) - 1:
+                if norm == "BatchNorm":
+                    layers.append(nn.BatchNorm2d(d))
+                elif norm is not None:
+                    raise ValueError(f"ConvStem norm between convolutions must be 'BatchNorm' or None; got {norm!r}")
+                layers.append(getattr(nn, act)())
+            prev = d
+        self.convs = nn.Sequential(*layers)
+        self.norm = build_norm(norm_last, prev)
+
+    def forward(self, x: Tensor) -> Tokens:
+        check_images(x, self.in_chans, "ConvStem")
+        x = self.convs(x)  # [B, dim, H', W']
+        return Tokens(self.norm(x.flatten(2).transpose(1, 2)), grid=tuple(x.shape[2:]))
+
+
+class ImageDataPreprocessor(BaseDataPreprocessor):
+    """Moves the batch to the model's device and normalises pixels: ``(x / 255 - mean) / std`` for
+    uint8 input (mean/std in [0, 1] units), ``(x - mean) / std`` for float input."""
+
+    def __init__(self, mean: Sequence[float] = (0.5,), std: Sequence[float] = (0.5,)):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), False)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        x = data["inputs"]
+        if isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] != self.mean.shape[1] and self.mean.shape[1] != 1:
+            raise InputError(f"ImageDataPreprocessor has mean/std for {self.mean.shape[1]} channels but the "
+                             f"images have {x.shape[1]} (input {tuple(x.shape)})")
+        if isinstance(x, Tensor):
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            x = (x - self.mean) / self.std
+        return {**data, "inputs": x}

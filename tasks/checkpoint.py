@@ -1,0 +1,302 @@
+"""Safe, exact checkpoints for mmengine runs.
+
+mmengine 0.10.7 pickles Python objects into its checkpoints: the message hub's ``HistoryBuffer``s,
+numpy arrays and scalars, ``Counter``s of milestones, bound methods of some schedulers. torch's
+``torch.load`` refuses those under its default ``weights_only=True``, so a stock mmengine
+checkpoint cannot be resumed safely. Instead of switching safety off, :class:`SafeCheckpointHook`
+
+* in ``before_save_checkpoint`` (called by ``Runner.save_checkpoint`` just before ``torch.save``)
+  rewrites every value torch's safe unpickler would refuse into tensors, bytes, lists and dicts,
+  tagged with ``"__glocal__"`` so that it can be rebuilt, and adds the RNG states (torch, numpy,
+  Python ``random``, CUDA) so that a resumed run draws the same dropout masks;
+* in ``after_load_checkpoint`` (called by ``Runner.load_checkpoint`` right after ``torch.load``,
+  before ``Runner.resume`` loads the weights, the message hub, the optimizer and the schedulers
+  from that same dict) decodes the tagged values in place, keeps the RNG states aside and drops
+  the schedule *shape* (``begin``/``end``/``T_max``/...) from the saved scheduler states, so the
+  schedulers built from the current config keep their shape and only their progress is restored
+  (mmengine would otherwise keep the old ``end`` when a run is resumed with more epochs);
+* in ``before_train`` (the first thing the train loop does, after ``Runner.resume`` has run and
+  possibly re-seeded the RNGs from the checkpoint's seed) restores the RNG states.
+
+Only an explicit table of types is encoded and decoded: decoding never imports a class named in
+the file, which is what makes ``weights_only=True`` safe in the first place.
+
+Model weights travel as safetensors (:func:`save_safetensors`, :func:`load_weights`).
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer, print_log
+from torch import nn
+
+from glocal.core.errors import GlocalError
+
+__all__ = ["CheckpointError", "SafeCheckpointHook", "encode_state", "decode_state", "get_rng_state",
+           "set_rng_state", "load_weights", "save_safetensors", "read_state_dict", "parameter_digest",
+           "SCHEDULER_PROGRESS_KEYS"]
+
+TAG = "__glocal__"
+RNG_KEY = "rng_state"
+# What a parameter scheduler's state keeps across a resume: its progress. Everything else in
+# mmengine's scheduler state (begin, end, T_max, milestones, factors, ...) is rebuilt from the config.
+SCHEDULER_PROGRESS_KEYS = ("last_step", "_global_step", "_last_value", "base_values", "best",
+                           "num_bad_epochs", "cooldown_counter", "last_epoch")
+
+
+class CheckpointError(GlocalError, RuntimeError):
+    """A checkpoint cannot be written safely, read, or does not fit the model."""
+
+
+# ------------------------------------------------------------------------------------------------
+# encode / decode: Python objects <-> what torch.load(weights_only=True) accepts
+# ------------------------------------------------------------------------------------------------
+_PLAIN = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def _np_array(arr: np.ndarray, path: str) -> dict:
+    if arr.dtype.hasobject:
+        raise CheckpointError(f"checkpoint value at {path}: numpy array of Python objects cannot be saved safely")
+    return {TAG: "numpy.ndarray", "dtype": arr.dtype.str, "shape": list(arr.shape),
+            "data": np.ascontiguousarray(arr).tobytes()}
+
+
+def encode_state(obj: Any, path: str = "checkpoint") -> Any:
+    """Rewrite ``obj`` into tensors and plain containers that ``torch.load(weights_only=True)``
+    accepts; values it would refuse become tagged dicts (see :func:`decode_state`)."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN:
+        return obj
+    if isinstance(obj, np.ndarray):
+        return _np_array(obj, path)
+    if isinstance(obj, np.generic):
+        return {TAG: "numpy.scalar", **{k: v for k, v in _np_array(np.asarray(obj), path).items() if k != TAG}}
+    if isinstance(obj, HistoryBuffer):
+        return {TAG: "mmengine.HistoryBuffer", "max_length": int(obj.max_length),
+                "log": _np_array(obj._log_history, path), "count": _np_array(obj._count_history, path)}
+    if isinstance(obj, collections.Counter):
+        return {TAG: "Counter", "items": [[encode_state(k, path), encode_state(v, path)] for k, v in obj.items()]}
+    if isinstance(obj, (set, frozenset)):
+        return {TAG: type(obj).__name__, "items": [encode_state(v, path) for v in obj]}
+    if isinstance(obj, collections.OrderedDict) and type(obj) is collections.OrderedDict:
+        out = collections.OrderedDict((k, encode_state(v, f"{path}.{k}")) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):  # a module state dict's version metadata
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, dict):  # dict subclasses (ConfigDict, defaultdict) are stored as plain dicts
+        if all(type(k) in _PLAIN for k in obj):
+            return {k: encode_state(v, f"{path}.{k}") for k, v in obj.items()}
+        return {TAG: "dict", "items": [[encode_state(k, path), encode_state(v, f"{path}.{k}")] for k, v in obj.items()]}
+    if type(obj) in (list, tuple):
+        return type(obj)(encode_state(v, f"{path}[{i}]") for i, v in enumerate(obj))
+    raise CheckpointError(
+        f"checkpoint value at {path} has type {type(obj).__module__}.{type(obj).__qualname__}, which "
+        f"torch.load(weights_only=True) refuses and glocal does not know how to store as plain data; "
+        f"keep checkpoint contents to tensors, numbers, strings and containers")
+
+
+def _decode_array(d: Mapping) -> np.ndarray:
+    return np.frombuffer(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+
+
+def decode_state(obj: Any) -> Any:
+    """Inverse of :func:`encode_state` (a fixed table of types; nothing is imported by name)."""
+    if isinstance(obj, Mapping):
+        tag = obj.get(TAG) if isinstance(obj, dict) else None
+        if tag is None:
+            out = type(obj)((k, decode_state(v)) for k, v in obj.items())
+            if hasattr(obj, "_metadata"):
+                out._metadata = obj._metadata
+            return out
+        if tag == "numpy.ndarray":
+            return _decode_array(obj)
+        if tag == "numpy.scalar":
+            return _decode_array(obj)[()]
+        if tag == "mmengine.HistoryBuffer":
+            buf = HistoryBuffer(max_length=obj["max_length"])
+            buf._log_history, buf._count_history = _decode_array(obj["log"]), _decode_array(obj["count"])
+            return buf
+        if tag == "Counter":
+            return collections.Counter({decode_state(k): decode_state(v) for k, v in obj["items"]})
+        if tag in ("set", "frozenset"):
+            return (set if tag == "set" else frozenset)(decode_state(v) for v in obj["items"])
+        if tag == "dict":
+            return {_hashable(decode_state(k)): decode_state(v) for k, v in obj["items"]}
+        raise CheckpointError(f"checkpoint holds an unknown tagged value {tag!r} (written by a newer glocal?)")
+    if type(obj) in (list, tuple):
+        return type(obj)(decode_state(v) for v in obj)
+    return obj
+
+
+def _hashable(k):
+    return tuple(_hashable(v) for v in k) if isinstance(k, list) else k
+
+
+# ------------------------------------------------------------------------------------------------
+# RNG states
+# ------------------------------------------------------------------------------------------------
+def get_rng_state() -> dict:
+    """The global RNG states a training step can draw from: torch (CPU and CUDA), numpy, random."""
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(tuple(state["numpy"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the hook
+# ------------------------------------------------------------------------------------------------
+class SafeCheckpointHook(Hook):
+    """Makes mmengine checkpoints load under ``weights_only=True`` and resume exactly.
+
+    Priority ``LOWEST``: it encodes after every other hook added its entries to the checkpoint,
+    and restores the RNG states last in ``before_train``, right before the first step.
+    """
+
+    priority = "LOWEST"
+
+    def __init__(self):
+        self._pending_rng = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        for states in _scheduler_states(checkpoint):
+            for state in states:  # bound methods (OneCycle's anneal_func) are rebuilt from the config
+                for key in [k for k, v in state.items() if callable(v) and not isinstance(v, torch.Tensor)]:
+                    del state[key]
+        checkpoint[RNG_KEY] = get_rng_state()
+        for key in list(checkpoint):
+            checkpoint[key] = encode_state(checkpoint[key], key)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in list(checkpoint):
+            checkpoint[key] = decode_state(checkpoint[key])
+        self._pending_rng = checkpoint.pop(RNG_KEY, None)
+        for states in _scheduler_states(checkpoint):
+            for state in states:
+                for key in [k for k in state if k not in SCHEDULER_PROGRESS_KEYS]:
+                    del state[key]
+
+    def before_train(self, runner) -> None:
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
+            if runner.world_size > 1:
+                print_log("restored rank 0's RNG states on every rank (exact when ranks share a seed, "
+                          "randomness.diff_rank_seed=False)", logger="current")
+
+
+def _scheduler_states(checkpoint: Mapping):
+    sched = checkpoint.get("param_schedulers")
+    if isinstance(sched, Mapping):  # one list per optimizer
+        yield from (s for s in sched.values() if isinstance(s, list))
+    elif isinstance(sched, list):
+        yield [s for s in sched if isinstance(s, dict)]
+
+
+# ------------------------------------------------------------------------------------------------
+# weights: .pth (mmengine checkpoint or bare state dict) and .safetensors
+# ------------------------------------------------------------------------------------------------
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Model weights from an mmengine ``.pth`` checkpoint (read with ``weights_only=True``), a bare
+    state dict, or a ``.safetensors`` file; a DDP ``module.`` prefix is stripped."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        try:
+            ckpt = torch.load(path, map_location="cpu")  # weights_only=True, torch's default
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to the user
+            raise CheckpointError(
+                f"cannot read {path} safely (torch.load with weights_only=True): {str(e).splitlines()[0]}. "
+                f"Checkpoints written by glocal's engine load this way; a stock mmengine checkpoint "
+                f"pickles Python objects: re-save it from a trusted session.") from e
+        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{path} holds no state dict (found {type(state).__name__})")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights from ``.pth`` or ``.safetensors`` into ``model``, strictly: a clear error lists
+    the missing and unexpected keys (and shape mismatches) instead of torch's."""
+    model = getattr(model, "module", model)
+    state = read_state_dict(path)
+    if Path(path).suffix == ".safetensors":  # tensors the file stored once for several names
+        state = _unshare(model, state)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        def show(keys):
+            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+        parts = [f"missing keys: {show(missing)}" if missing else "",
+                 f"unexpected keys: {show(unexpected)}" if unexpected else "",
+                 f"shape mismatches: {show(shapes)}" if shapes else ""]
+        raise CheckpointError(f"weights in {path} do not fit {type(model).__name__}: "
+                              + "; ".join(p for p in parts if p))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _unshare(model: nn.Module, state: dict) -> dict:
+    """safetensors stores tied tensors once; give every alias of a stored tensor its value."""
+    own = model.state_dict(keep_vars=True)
+    by_storage: dict[tuple, list[str]] = collections.defaultdict(list)
+    for k, v in own.items():
+        if v.device.type != "meta" and v.numel():
+            by_storage[(v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))].append(k)
+    state = dict(state)
+    for names in by_storage.values():
+        present = [n for n in names if n in state]
+        for n in names:
+            if n not in state and present:
+                state[n] = state[present[0]]
+    return state
+
+
+def save_safetensors(model: nn.Module, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``model``'s weights (parameters and persistent buffers) as safetensors; tensors that
+    share memory (tied weights) are stored once."""
+    from safetensors.torch import save_model
+    model = getattr(model, "module", model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path), metadata={"format": "pt", **dict(metadata or {})})
+    return path
+
+
+def parameter_digest(model_or_state: nn.Module | Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of the parameters (or of a state dict's
+    entries named like the parameters): equal digests mean bitwise-equal weights."""
+    if isinstance(model_or_state, nn.Module):
+        model = getattr(model_or_state, "module", model_or_state)
+        items = dict(model.named_parameters())
+    else:
+        items = dict(model_or_state)
+    h = hashlib.sha256()
+    for name in sorted(items):
+        t = items[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
