@@ -16,7 +16,14 @@ checkpoint cannot be resumed safely. Instead of switching safety off, :class:`Sa
   schedulers built from the current config keep their shape and only their progress is restored
   (mmengine would otherwise keep the old ``end`` when a run is resumed with more epochs);
 * in ``before_train`` (the first thing the train loop does, after ``Runner.resume`` has run and
-  possibly re-seeded the RNGs from the checkpoint's seed) restores the RNG states.
+  possibly re-seeded the RNGs from the checkpoint's seed) restores the RNG states, when resuming
+  (not when fine-tuning from ``load_from``).
+
+Together with glocal's data loaders (augmentation seeded per sample by the sampler, a private
+``torch.Generator`` per loader so that creating an iterator draws nothing from the global RNG)
+this makes N steps + resume + N steps equal to 2N straight steps, bit for bit, on CPU. In
+distributed runs the checkpoint holds rank 0's RNG states, which every rank restores: exact
+when the ranks share a seed (``randomness.diff_rank_seed=False``, the default).
 
 Only an explicit table of types is encoded and decoded: decoding never imports a class named in
 the file, which is what makes ``weights_only=True`` safe in the first place.
@@ -151,12 +158,13 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: Mapping) -> None:
-    torch.set_rng_state(state["torch"])
+    """Inverse of :func:`get_rng_state` (states loaded onto a GPU by ``map_location`` are fine)."""
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(tuple(state["numpy"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,7 +194,9 @@ class SafeCheckpointHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         for key in list(checkpoint):
             checkpoint[key] = decode_state(checkpoint[key])
-        self._pending_rng = checkpoint.pop(RNG_KEY, None)
+        rng = checkpoint.pop(RNG_KEY, None)
+        # only a resumed run continues the RNG streams; fine-tuning from `load_from` does not
+        self._pending_rng = rng if getattr(runner, "_resume", False) else None
         for states in _scheduler_states(checkpoint):
             for state in states:
                 for key in [k for k in state if k not in SCHEDULER_PROGRESS_KEYS]:

@@ -8,7 +8,7 @@
    with the closest names;
 2. builds the model, datasets, data loaders and metrics itself (glocal's registries give the
    clear errors) and hands the built objects to ``Runner``;
-3. samples ``(index, seed)`` keys (:class:`KeySampler`): augmentation depends only on
+3. samples ``(index, seed)`` keys (:class:`SeededSampler`): augmentation depends only on
    ``(seed, epoch, index)``, never on the global RNG or on worker scheduling; every data loader
    has its own ``torch.Generator``, so creating an iterator draws nothing from torch's global RNG;
 4. uses train loops that resume mid-epoch by positioning the sampler (no data is re-read to skip
@@ -25,8 +25,13 @@ TensorBoard under ``work_dir/<timestamp>/``.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import datetime
+import functools
 import inspect
 import os
+import random
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,11 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.dataset import DefaultSampler
 from mmengine.dist import all_gather_object, get_dist_info, sync_random_seed
 from mmengine.evaluator import Evaluator
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper as _MMAmpOptimWrapper
 from mmengine.optim import OptimWrapper
@@ -49,13 +54,14 @@ from mmengine.runner.loops import EpochBasedTrainLoop as _MMEpochBasedTrainLoop
 from mmengine.runner.loops import IterBasedTrainLoop as _MMIterBasedTrainLoop
 from torch.utils.data import DataLoader
 
-from glocal.core.errors import ConfigError, close_names
+from glocal.core.errors import ConfigError, GlocalError, close_names
 from glocal.core.registry import ALL_REGISTRIES, DATASETS, METRICS, MODELS, TRANSFORMS, load_catalogs
 
 from .checkpoint import (CheckpointError, SafeCheckpointHook, decode_state, load_weights, parameter_digest,
                          save_safetensors)
 
-__all__ = ["build_runner", "load_config", "validate_config", "apply_cfg_options", "KeySampler",
+__all__ = ["build_runner", "load_config", "validate_config", "apply_cfg_options", "resolve_config",
+           "prepare_config", "run_tool", "SeededSampler",
            "sample_seeds", "EpochBasedTrainLoop", "IterBasedTrainLoop", "AmpOptimWrapper",
            "ParameterDigestHook", "build_model", "build_dataloader", "load_weights", "save_safetensors",
            "CheckpointError"]
@@ -88,7 +94,6 @@ def _accepted_args(factory) -> set[str] | None:
     """Keyword names ``factory`` accepts (following ``**kwargs`` up the MRO), or None if unknown."""
     config_class = getattr(factory, "config_class", None)
     if config_class is not None:
-        import dataclasses
         return {f.name for f in dataclasses.fields(config_class)}
     if not inspect.isclass(factory):
         try:
@@ -103,8 +108,8 @@ def _accepted_args(factory) -> set[str] | None:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        if klass is object:
-            return None
+        if klass is object:  # object() takes no arguments: the names so far are all there are
+            return names
         try:
             params = inspect.signature(init).parameters.values()
         except (TypeError, ValueError):
@@ -140,7 +145,7 @@ def _check_glocal(node: Any, path: str, registry=None) -> None:
                 raise ConfigError(f"{path}: unknown type={kind!r} (no glocal registry has it); "
                                   f"{close_names(kind, _glocal_names())}")
         for key, value in node.items():
-            if key != "type":
+            if key not in ("type", "init_cfg"):  # init_cfg names mmengine's weight initialisers
                 _check_glocal(value, f"{path}.{key}", TRANSFORMS if key == "transforms" and
                               isinstance(value, Sequence) else None)
     elif isinstance(node, (list, tuple)):
@@ -172,6 +177,8 @@ def _check_mm(node: Any, path: str, registry, default_type: str | None = None, e
     else:
         factory = kind
     accepted = _accepted_args(factory)
+    if factory is CheckpointHook:  # its **kwargs go to Runner.save_checkpoint
+        accepted = (accepted or set()) | set(inspect.signature(Runner.save_checkpoint).parameters)
     if accepted is not None:
         allowed = (accepted - set(skip)) | {"type", "_scope_", *extra}
         _check_keys(node, allowed, path, getattr(factory, "__name__", str(kind)))
@@ -196,10 +203,10 @@ def validate_config(cfg: Config) -> None:
             raise ConfigError(f"{path}.dataset: needs a dataset config dict(type=..., ...)")
         _check_glocal(loader.dataset, f"{path}.dataset", DATASETS)
         sampler = loader.get("sampler") or {}
-        _check_keys(sampler, SAMPLER_KEYS, f"{path}.sampler", "the sampler (KeySampler)")
-        if sampler.get("type", "DefaultSampler") not in ("DefaultSampler", "KeySampler"):
+        _check_keys(sampler, SAMPLER_KEYS, f"{path}.sampler", "the sampler (SeededSampler)")
+        if sampler.get("type", "DefaultSampler") not in ("DefaultSampler", "SeededSampler"):
             raise ConfigError(f"{path}.sampler: type={sampler['type']!r} is not supported; glocal samples "
-                              f"(index, seed) keys with KeySampler (type='DefaultSampler' or 'KeySampler')")
+                              f"(index, seed) keys with SeededSampler (type='DefaultSampler' or 'SeededSampler')")
     for name in ("val_evaluator", "test_evaluator"):
         for i, metric in enumerate(_as_list(cfg.get(name))):
             _check_glocal(metric, f"{name}[{i}]" if isinstance(cfg[name], (list, tuple)) else name, METRICS)
@@ -233,9 +240,11 @@ def validate_config(cfg: Config) -> None:
                   skip=("module",))
     train_cfg = cfg.get("train_cfg")
     if train_cfg is not None:
-        by_epoch = train_cfg.get("by_epoch", True)
+        by_epoch = _loop_by_epoch(train_cfg)
         loop = "EpochBasedTrainLoop" if by_epoch else "IterBasedTrainLoop"
-        _check_mm(train_cfg, "train_cfg", LOOPS, loop, extra=("by_epoch",), skip=("runner", "dataloader"))
+        # an iteration loop ignores a max_epochs left over from switching with by_epoch=False
+        _check_mm(train_cfg, "train_cfg", LOOPS, loop, extra=("by_epoch",) + (() if by_epoch else ("max_epochs",)),
+                  skip=("runner", "dataloader"))
     for name, loop in (("val_cfg", "ValLoop"), ("test_cfg", "TestLoop")):
         if cfg.get(name) is not None:
             _check_mm(cfg[name], name, LOOPS, loop, skip=("runner", "dataloader", "evaluator"))
@@ -260,9 +269,8 @@ def _options_candidates(node: Mapping, path: list[str]) -> set[str]:
         names |= (_accepted_args(factory) or set()) if factory is not None else set()
     elif not path:
         names |= set(RUNNER_KEYS)
-    elif path == ["train_cfg"]:
-        loop = _MMEpochBasedTrainLoop if node.get("by_epoch", True) else _MMIterBasedTrainLoop
-        names |= (_accepted_args(loop) or set()) | {"by_epoch"}
+    elif path == ["train_cfg"]:  # either loop's arguments: by_epoch=False max_iters=N switches loops
+        names |= (_accepted_args(_MMEpochBasedTrainLoop) | _accepted_args(_MMIterBasedTrainLoop)) | {"by_epoch"}
     elif path == ["optim_wrapper"]:
         names |= (_accepted_args(OptimWrapper) or set()) | {"paramwise_cfg", "constructor"}
     return names - {"self", "runner", "dataloader", "evaluator", "module", "params"}
@@ -276,7 +284,7 @@ def apply_cfg_options(cfg: Config, options: Mapping[str, Any] | None) -> Config:
         return cfg
     for key in options:
         parts = key.split(".")
-        node: Any = cfg
+        node: Any = cfg._cfg_dict  # the Config's ConfigDict
         for i, part in enumerate(parts):
             here = ".".join(parts[:i]) or "the top level"
             if isinstance(node, (list, tuple)):
@@ -322,7 +330,7 @@ def sample_seeds(seed: int, epoch: int, indices) -> np.ndarray:
         return (_mix(base ^ (idx * _GOLD + np.uint64(1))) >> np.uint64(1)).astype(np.int64)
 
 
-class KeySampler(DefaultSampler):
+class SeededSampler(DefaultSampler):
     """mmengine's ``DefaultSampler`` (rank/world-size split, per-epoch shuffle, round-up) that
     yields ``(index, seed)`` keys, the seed a hash of ``(base seed, epoch, index)``.
 
@@ -349,21 +357,19 @@ def _worker_init(worker_id: int, base: int) -> None:
     seed = (base + worker_id) % 2**32
     np.random.seed(seed)
     torch.manual_seed(seed)
-    import random
     random.seed(seed)
 
 
 def build_dataloader(loader_cfg: Mapping, seed: int, train: bool) -> DataLoader:
-    """A DataLoader over a dataset built from glocal's ``DATASETS``, with a :class:`KeySampler`,
+    """A DataLoader over a dataset built from glocal's ``DATASETS``, with a :class:`SeededSampler`,
     the dataset's own ``collate`` and a private ``torch.Generator``."""
-    import functools
     cfg = dict(loader_cfg)
     dataset = DATASETS.build(cfg.pop("dataset"))
     sampler_cfg = dict(cfg.pop("sampler", None) or {})
     sampler_cfg.pop("type", None)
     sampler_cfg.setdefault("shuffle", train)
     sampler_cfg.setdefault("seed", seed)
-    sampler = KeySampler(dataset, **sampler_cfg)
+    sampler = SeededSampler(dataset, **sampler_cfg)
     rank, _ = get_dist_info()
     workers = int(cfg.get("num_workers", 0))
     cfg.setdefault("batch_size", 1)
@@ -525,10 +531,8 @@ def _resolve_backend(backend) -> str:
 
 def _init_distributed(cfg: Config) -> None:
     """Initialise torch.distributed for ``launcher='pytorch'`` (torchrun's environment)."""
-    import datetime
-    dist_cfg = dict((cfg.get("env_cfg") or {}).get("dist_cfg") or {})
-    backend = _resolve_backend(dist_cfg.pop("backend", "auto"))
-    cfg.env_cfg = {**(cfg.get("env_cfg") or {}), "dist_cfg": {**dist_cfg, "backend": backend}}
+    dist_cfg = dict(cfg.env_cfg.dist_cfg)
+    backend = dist_cfg.pop("backend")
     if dist.is_available() and dist.is_initialized():
         return
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
@@ -555,7 +559,7 @@ def _fill_scheduler_ends(cfg: Config, iters_per_epoch: int | None) -> None:
     an epoch loop, in iterations otherwise. Written into the config, so the dumped config and a
     resumed run (whose schedulers keep their shape from the config) agree."""
     train_cfg = cfg.get("train_cfg") or {}
-    by_epoch_loop = train_cfg.get("by_epoch", True) and "max_epochs" in train_cfg
+    by_epoch_loop = _loop_by_epoch(train_cfg) and "max_epochs" in train_cfg
     scheds = cfg.get("param_scheduler")
     if scheds is None:
         return
@@ -571,15 +575,10 @@ def _fill_scheduler_ends(cfg: Config, iters_per_epoch: int | None) -> None:
             sched["end"] = int(train_cfg["max_iters"])
 
 
-def build_runner(cfg: str | os.PathLike | Mapping | Config) -> Runner:
-    """Validate ``cfg``, build the model, data and metrics through glocal's registries, and return
-    an mmengine ``Runner`` ready to ``train()`` / ``test()``.
-
-    Keys read beyond the Runner's own: ``launcher`` ('none' | 'pytorch'), ``work_dir`` (default
-    ``work_dirs/<config stem>``), ``resume`` / ``load_from``, ``experiment_name``.
-    """
-    cfg = load_config(cfg)
-    validate_config(cfg)
+def resolve_config(cfg: Config, iters_per_epoch: int | None = None) -> Config:
+    """Fill in what the engine decides at run time, in the config itself (so the dumped config
+    says what ran): the launcher, the work dir, the dist backend, the seed, each scheduler's
+    missing ``end``, and ``by_epoch`` of the checkpoint hook and log processor from the loop."""
     launcher = cfg.get("launcher", "none") or "none"
     if launcher not in ("none", "pytorch"):
         raise ConfigError(f"launcher must be 'none' or 'pytorch'; got {launcher!r}")
@@ -587,12 +586,49 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config) -> Runner:
     if not cfg.get("work_dir"):
         stem = Path(cfg.filename).stem if cfg.filename else "glocal"
         cfg.work_dir = str(Path("work_dirs") / stem)
-    if launcher == "pytorch":
+    env_cfg = dict(cfg.get("env_cfg") or {})
+    dist_cfg = dict(env_cfg.get("dist_cfg") or {})
+    dist_cfg["backend"] = _resolve_backend(dist_cfg.get("backend"))
+    cfg.env_cfg = {**env_cfg, "dist_cfg": dist_cfg}
+    train_cfg = cfg.get("train_cfg")
+    if train_cfg is not None:
+        by_epoch = _loop_by_epoch(train_cfg)
+        _fill_scheduler_ends(cfg, iters_per_epoch)
+        hooks = cfg.get("default_hooks") or {}
+        if isinstance(hooks.get("checkpoint"), Mapping):
+            hooks.checkpoint.setdefault("by_epoch", by_epoch)
+        cfg.log_processor = {**(cfg.get("log_processor") or {})}
+        cfg.log_processor.setdefault("by_epoch", by_epoch)
+    if launcher == "pytorch" and not torch.cuda.is_available() and cfg.get("model_wrapper_cfg") is None:
+        # mmengine passes device_ids=[LOCAL_RANK] by default, which DDP rejects for CPU modules
+        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
+                                     find_unused_parameters=cfg.get("find_unused_parameters", False))
+    return cfg
+
+
+def _loop_by_epoch(train_cfg: Mapping) -> bool:
+    """``by_epoch`` when given, else an iteration loop exactly when ``max_iters`` is set."""
+    return bool(train_cfg.get("by_epoch", "max_iters" not in train_cfg))
+
+
+def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = False) -> Runner:
+    """Validate ``cfg``, build the model, data and metrics through glocal's registries, and return
+    an mmengine ``Runner`` ready to ``train()`` / ``test()``.
+
+    Keys read beyond the Runner's own: ``launcher`` ('none' | 'pytorch'), ``work_dir`` (default
+    ``work_dirs/<config stem>``), ``resume`` / ``load_from``, ``experiment_name``.
+    ``for_test=True`` builds only what ``runner.test()`` needs (the dumped config stays whole).
+    """
+    cfg = load_config(cfg)
+    validate_config(cfg)
+    if for_test:
+        for key in ("test_dataloader", "test_cfg", "test_evaluator"):
+            if cfg.get(key) is None:
+                raise ConfigError(f"testing needs test_dataloader, test_cfg and test_evaluator; the config "
+                                  f"has no {key}")
+    resolve_config(cfg)
+    if cfg.launcher == "pytorch":
         _init_distributed(cfg)
-    elif (cfg.get("env_cfg") or {}).get("dist_cfg", {}).get("backend") in (None, "auto"):
-        cfg.env_cfg = {**(cfg.get("env_cfg") or {}),
-                       "dist_cfg": {**(cfg.get("env_cfg") or {}).get("dist_cfg", {}),
-                                    "backend": _resolve_backend(None)}}
 
     # one seed for the model init, the samplers and the Runner (which re-seeds with it)
     randomness = dict(cfg.get("randomness") or {})
@@ -604,34 +640,24 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config) -> Runner:
                     diff_rank_seed=randomness.get("diff_rank_seed", False))
 
     model = build_model(cfg)
+    splits = ("test",) if for_test else ("train", "val", "test")
     loaders = {split: build_dataloader(cfg[f"{split}_dataloader"], seed, train=split == "train")
-               for split in ("train", "val", "test") if cfg.get(f"{split}_dataloader") is not None}
+               for split in splits if cfg.get(f"{split}_dataloader") is not None}
     evaluators = {split: Evaluator([METRICS.build(m) for m in _as_list(cfg[f"{split}_evaluator"])])
-                  for split in ("val", "test") if cfg.get(f"{split}_evaluator") is not None}
-
-    # normalise the config (this is what gets dumped next to the run)
-    train_cfg = cfg.get("train_cfg")
-    by_epoch = True
-    if train_cfg is not None:
-        by_epoch = bool(train_cfg.get("by_epoch", True)) and "max_iters" not in train_cfg
-        _fill_scheduler_ends(cfg, len(loaders["train"]) if "train" in loaders else None)
-        hooks = cfg.get("default_hooks") or {}
-        if isinstance(hooks.get("checkpoint"), Mapping):
-            hooks.checkpoint.setdefault("by_epoch", by_epoch)
-        cfg.log_processor = {**(cfg.get("log_processor") or {})}
-        cfg.log_processor.setdefault("by_epoch", by_epoch)
-    if launcher == "pytorch" and not torch.cuda.is_available() and cfg.get("model_wrapper_cfg") is None:
-        # mmengine passes device_ids=[LOCAL_RANK] by default, which DDP rejects for CPU modules
-        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
-                                     find_unused_parameters=cfg.get("find_unused_parameters", False))
+                  for split in splits if split != "train" and cfg.get(f"{split}_evaluator") is not None}
+    if "train" in loaders:
+        _fill_scheduler_ends(cfg, len(loaders["train"]))  # by-iteration schedulers of an epoch loop
 
     # what the Runner gets: built objects, and glocal's classes where mmengine's need replacing
+    train_cfg = None if for_test else cfg.get("train_cfg")
     loop_cfg = None
     if train_cfg is not None:
         loop_cfg = {k: v for k, v in train_cfg.items() if k != "by_epoch"}
         if "type" not in loop_cfg or loop_cfg["type"] in ("EpochBasedTrainLoop", "IterBasedTrainLoop"):
-            loop_cfg["type"] = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
-    optim_wrapper = copy.deepcopy(cfg.get("optim_wrapper"))
+            loop_cfg["type"] = EpochBasedTrainLoop if _loop_by_epoch(train_cfg) else IterBasedTrainLoop
+            if loop_cfg["type"] is IterBasedTrainLoop:
+                loop_cfg.pop("max_epochs", None)
+    optim_wrapper = None if for_test else copy.deepcopy(cfg.get("optim_wrapper"))
     if isinstance(optim_wrapper, Mapping) and optim_wrapper.get("type") == "AmpOptimWrapper":
         optim_wrapper = {**optim_wrapper, "type": AmpOptimWrapper}
     custom_hooks = list(copy.deepcopy(cfg.get("custom_hooks") or [])) + [SafeCheckpointHook(),
@@ -643,19 +669,19 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config) -> Runner:
         val_dataloader=loaders.get("val"),
         test_dataloader=loaders.get("test"),
         train_cfg=loop_cfg,
-        val_cfg=copy.deepcopy(cfg.get("val_cfg")),
+        val_cfg=None if for_test else copy.deepcopy(cfg.get("val_cfg")),
         test_cfg=copy.deepcopy(cfg.get("test_cfg")),
         auto_scale_lr=copy.deepcopy(cfg.get("auto_scale_lr")),
         optim_wrapper=optim_wrapper,
-        param_scheduler=copy.deepcopy(cfg.get("param_scheduler")),
+        param_scheduler=None if for_test else copy.deepcopy(cfg.get("param_scheduler")),
         val_evaluator=evaluators.get("val"),
         test_evaluator=evaluators.get("test"),
         default_hooks=copy.deepcopy(cfg.get("default_hooks")),
         custom_hooks=custom_hooks,
-        load_from=cfg.get("load_from"),
-        resume=bool(cfg.get("resume", False)),
-        launcher=launcher,
-        env_cfg=copy.deepcopy(cfg.get("env_cfg") or dict(dist_cfg=dict(backend="gloo"))),
+        load_from=None if for_test else cfg.get("load_from"),
+        resume=False if for_test else bool(cfg.get("resume", False)),
+        launcher=cfg.launcher,
+        env_cfg=copy.deepcopy(cfg.env_cfg),
         log_processor=copy.deepcopy(cfg.get("log_processor")),
         log_level=cfg.get("log_level", "INFO"),
         visualizer=copy.deepcopy(cfg.get("visualizer")),
@@ -664,3 +690,27 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config) -> Runner:
         experiment_name=cfg.get("experiment_name"),
         cfg=cfg,
     )
+
+
+def prepare_config(config, cfg_options: Mapping | None = None, work_dir: str | None = None,
+                   launcher: str = "none") -> Config:
+    """What every tool does first: load, apply ``--cfg-options`` (checked), set the launcher and
+    the work dir (``--work-dir``, else the config's, else ``work_dirs/<config stem>``)."""
+    cfg = apply_cfg_options(load_config(config), cfg_options)
+    cfg.launcher = launcher
+    if work_dir:
+        cfg.work_dir = str(work_dir)
+    elif not cfg.get("work_dir"):
+        cfg.work_dir = str(Path("work_dirs") / Path(str(config)).stem)
+    return cfg
+
+
+def run_tool(main) -> None:
+    """Run a tool's ``main()``; glocal's own errors print as ``error: <message>`` (exit code 2)
+    instead of a traceback."""
+    try:
+        code = main()
+    except GlocalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code or 0)

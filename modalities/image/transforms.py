@@ -137,5 +137,5 @@ class PackInputs:
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         img = _img(sample, "PackInputs")
         out = {k: v for k, v in sample.items() if k != "img"}
-        out["inputs"] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        out["inputs"] = torch.from_numpy(np.require(img.transpose(2, 0, 1), requirements=("C", "W")))
         return out

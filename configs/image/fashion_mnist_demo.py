@@ -1,0 +1,61 @@
+# The default demo: a small local + global model trained on the full Fashion-MNIST (60,000 train /
+# 10,000 test, Debian's dataset-fashion-mnist) on a plain CPU.
+#
+#   .venv/bin/python tools/train.py configs/image/fashion_mnist_demo.py
+#
+# Model (UniFormer-like): a conv stem to a 14x14 grid, a stage of local blocks (depthwise conv +
+# FFN), then at 7x7 blocks with a local depthwise conv AND a global full attention.
+_base_ = ['../_base_/default_runtime.py']
+
+num_classes = 10
+epochs = 6
+
+model = dict(
+    type='Classifier',
+    data_preprocessor=dict(type='ImageDataPreprocessor', mean=(0.286,), std=(0.353,)),
+    adapter=dict(type='ConvStem', in_chans=1, dims=(32, 48), strides=(1, 2)),  # 28x28 -> 14x14 grid, 48 ch
+    backbone=dict(
+        type='Backbone',
+        downsample=dict(type='ConvDownsample', norm='LayerNorm'),  # 2x2 stride-2 conv: 14x14 -> 7x7
+        drop_path_rate=0.05,
+        stages=[
+            dict(dim=48, depth=2, blocks=dict(
+                local=dict(type='DepthwiseConv', kernel=7),
+                ffn=dict(type='Mlp', ratio=3))),
+            dict(dim=96, depth=2, blocks=dict(
+                local=dict(type='DepthwiseConv', kernel=3),
+                global_=dict(type='FullAttention', heads=3),
+                ffn=dict(type='Mlp', ratio=3))),
+        ]),
+    head=dict(type='ClsHead', num_classes=num_classes),
+    loss=dict(type='CrossEntropyLoss', label_smoothing=0.1),
+)
+
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=0,
+    sampler=dict(type='SeededSampler', shuffle=True),
+    dataset=dict(type='FashionMNIST', split='train', transforms=[
+        dict(type='RandomCrop', size=28, padding=2),
+        dict(type='RandomFlip', p=0.5),
+        dict(type='PackInputs'),
+    ]),
+)
+val_dataloader = dict(
+    batch_size=500,
+    num_workers=0,
+    sampler=dict(type='SeededSampler', shuffle=False),
+    dataset=dict(type='FashionMNIST', split='test', transforms=[dict(type='PackInputs')]),
+)
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.05))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=epochs, eta_min=1e-5, convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Train a model from a config.
+
+    python tools/train.py CONFIG [--work-dir D] [--resume [PATH]] [--amp] [--seed N]
+                          [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch}]
+
+Distributed (CPU: gloo; CUDA: nccl):
+
+    python -m torch.distributed.run --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
+
+Checkpoints, the resolved config, text logs and TensorBoard events go to the work dir
+(default ``work_dirs/<config stem>``).
+"""
+from __future__ import annotations
+
+import argparse
+
+from mmengine.config import DictAction
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train a glocal model")
+    parser.add_argument("config", help="config file")
+    parser.add_argument("--work-dir", help="where checkpoints and logs go (default work_dirs/<config stem>)")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
+                        help="resume from PATH, or without a path from the latest checkpoint in the work dir")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision (mmengine's AmpOptimWrapper; bfloat16 autocast on CPU)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides randomness.seed)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config keys, e.g. train_cfg.max_epochs=3 model.head.drop=0.1; "
+                             "a key must exist in the config (or be an argument of the component there)")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mmengine.logging import print_log
+
+    from glocal.tasks.engine import build_runner, prepare_config
+
+    cfg = prepare_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    if args.amp:
+        if cfg.optim_wrapper.get("type") == "AmpOptimWrapper":
+            print_log("AMP is already enabled in the config", logger="current")
+        else:
+            cfg.optim_wrapper.type = "AmpOptimWrapper"
+            cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.seed is not None:
+        cfg.randomness = {**(cfg.get("randomness") or {}), "seed": args.seed}
+    runner = build_runner(cfg)
+    runner.train()
+    return 0
+
+
+if __name__ == "__main__":
+    from glocal.tasks.engine import run_tool
+    run_tool(main)
