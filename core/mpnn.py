@@ -1,0 +1,306 @@
+"""Message passing local encoders over ``Tokens.edge_index`` (torch_geometric), and kNN graphs for
+point clouds.
+
+- :class:`GINE`: the graph isomorphism network with edge features (Hu et al., "Strategies for
+  Pre-training Graph Neural Networks", ICLR 2020), through PyG's ``GINEConv``:
+  ``h_i' = MLP((1 + eps) h_i + sum_{j -> i} ReLU(h_j + e_ji))``.
+- :class:`GatedGCN`: the edge-gated residual graph convnet (Bresson & Laurent, "Residual Gated
+  Graph ConvNets", 2017; the edge-feature form of Dwivedi et al.'s benchmark and GraphGPS):
+  ``g_ji = sigmoid(D h_i + E h_j + C e_ji)``,
+  ``h_i' = act(A h_i + sum_j g_ji * B h_j / (sum_j g_ji + 1e-6))``.
+  PyG's ``ResGatedGraphConv`` has neither the edge term ``C e`` nor the normalisation by the gate
+  sum, so the layer is a ``MessagePassing`` of its own (``EdgeGatedConv``).
+
+Both are token mixers: they run on the flattened batch ``x.reshape(B * L, C)`` with the edge list
+``Tokens.edge_index [2, E]`` over flattened token indices ``b * L + i`` (row 0 the source ``j``,
+row 1 the target ``i``: PyG's ``source_to_target`` flow; undirected graphs list both directions).
+Padded tokens carry no edges (checked), so they never reach valid tokens. ``Tokens.edge_attr`` is
+optional; the edge features are consumed per layer, not updated (a mixer returns node features only).
+
+Edge features (``edge_dim``):
+- ``None`` (default): ``Tokens.edge_attr``, when present, is already ``[E, dim]`` (embedded by the
+  adapter's edge encoder, as in GraphGPS) and used as is; without it GINE's edge term is zero and
+  GatedGCN drops its ``C e`` term;
+- an int ``> 0``: ``Tokens.edge_attr [E, edge_dim]`` is required and projected to ``dim``;
+- ``0``: the layer uses no edge features (kNN graphs): no edge projection is created.
+
+Dense references (:func:`gine_reference`, :func:`gated_gcn_reference`) compute the same functions
+with an adjacency tensor and einsums, one graph at a time over the padded batch; the tests check
+the sparse layers against them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from .errors import InputError
+from .tokens import Tokens
+
+__all__ = ["GINE", "GatedGCN", "EdgeGatedConv", "knn_edges", "gine_reference", "gated_gcn_reference",
+           "dense_adjacency"]
+
+
+def _check_edges(edge_index: Tensor, tokens: Tokens, by: str) -> None:
+    """Edges must index tokens of this batch and never touch padding."""
+    if edge_index.numel() == 0:
+        return
+    B, L = tokens.x.shape[:2]
+    lo, hi = int(edge_index.min()), int(edge_index.max())
+    if lo < 0 or hi >= B * L:
+        raise InputError(f"{by}: Tokens.edge_index holds flattened indices b * L + i in [0, {B * L}); "
+                         f"got values in [{lo}, {hi}]")
+    if tokens.mask is not None and not bool(tokens.mask.reshape(-1)[edge_index].all()):
+        raise InputError(f"{by}: an edge of Tokens.edge_index touches a padded token (mask False); "
+                         f"padding must carry no edges")
+
+
+def _act(name: str | None) -> nn.Module:
+    return nn.Identity() if name is None else getattr(nn, name)()
+
+
+class _EdgeFeatures(nn.Module):
+    """Edge features per the ``edge_dim`` rule in the module docstring: ``[E, dim]`` or None."""
+
+    def __init__(self, dim: int, edge_dim: int | None, by: str):
+        super().__init__()
+        if edge_dim is not None and edge_dim < 0:
+            raise ValueError(f"{by}: edge_dim must be None, 0 or positive; got {edge_dim}")
+        self.dim, self.edge_dim, self.by = dim, edge_dim, by
+        self.proj = nn.Linear(edge_dim, dim) if edge_dim else None
+
+    def forward(self, tokens: Tokens) -> Tensor | None:
+        if self.edge_dim == 0:
+            return None
+        if self.proj is not None:
+            e = tokens.require("edge_attr", self.by)
+            if e.shape[-1] != self.edge_dim:
+                raise InputError(f"{self.by} was built with edge_dim={self.edge_dim} but Tokens.edge_attr "
+                                 f"has {e.shape[-1]} features")
+            return self.proj(e)
+        e = tokens.edge_attr
+        if e is not None and e.shape[-1] != self.dim:
+            raise InputError(f"{self.by}: Tokens.edge_attr has {e.shape[-1]} features but the layer has "
+                             f"dim={self.dim}; give edge_dim={e.shape[-1]} to project them")
+        return e
+
+    def extra_repr(self):
+        return f"edge_dim={self.edge_dim}"
+
+
+class GINE(nn.Module):
+    """GINE token mixer (Hu et al. 2020) via ``torch_geometric.nn.GINEConv``.
+
+    Reads ``Tokens.edge_index`` (required), ``Tokens.edge_attr`` (see ``edge_dim``) and
+    ``Tokens.mask``.
+
+    Args:
+        dim: channels C.
+        edge_dim: edge feature rule (module docstring): None, 0, or the width of ``edge_attr``.
+        mlp_ratio: hidden width of the update MLP ``Linear(C, r*C) -> act -> Linear(r*C, C)``
+            (GraphGPS uses 1).
+        eps: initial epsilon of the self term ``(1 + eps) h_i``; ``train_eps`` learns it.
+
+    Example:
+        >>> import torch
+        >>> from glocal.core import Tokens
+        >>> ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])  # a path 0-1-2, both directions
+        >>> GINE(16)(torch.randn(1, 3, 16), Tokens(torch.randn(1, 3, 16), edge_index=ei)).shape
+        torch.Size([1, 3, 16])
+    """
+
+    def __init__(self, dim: int, edge_dim: int | None = None, mlp_ratio: float = 1.0, eps: float = 0.0,
+                 train_eps: bool = False, act: str = "ReLU"):
+        super().__init__()
+        from torch_geometric.nn import GINEConv  # imported on use: registry lookups stay light
+
+        hidden = int(dim * mlp_ratio)
+        self.edges = _EdgeFeatures(dim, edge_dim, "GINE")
+        self.conv = GINEConv(nn.Sequential(nn.Linear(dim, hidden), _act(act), nn.Linear(hidden, dim)),
+                             eps=eps, train_eps=train_eps)
+
+    def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
+        edge_index = tokens.require("edge_index", "GINE")  # [2, E]
+        _check_edges(edge_index, tokens, "GINE")
+        B, L, C = x.shape
+        h = x.reshape(B * L, C)
+        e = self.edges(tokens)  # [E, C] or None
+        if e is None:  # no edge features: the edge term of the message is zero
+            e = h.new_zeros(edge_index.shape[1], C)
+        return self.conv(h, edge_index, e.to(h.dtype)).reshape(B, L, C)
+
+    def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
+        """Per edge: ``h_j + e_ji`` (C) and its scatter-sum into ``i`` (C); per node the self
+        term ``(1 + eps) h_i + aggr`` (C). Linear layers are counted by hooks."""
+        B, L, C = x.shape
+        E = tokens.require("edge_index", "GINE").shape[1]
+        return 2 * E * C + B * L * C
+
+
+def _edge_gated_conv_class():
+    """The ``MessagePassing`` of :class:`GatedGCN`, defined on first use so that importing this module
+    (and with it every registry lookup) does not import torch_geometric. Also reachable as
+    ``glocal.core.mpnn.EdgeGatedConv``."""
+    global _EdgeGatedConv
+    if _EdgeGatedConv is not None:
+        return _EdgeGatedConv
+    from torch_geometric.nn import MessagePassing
+
+    class EdgeGatedConv(MessagePassing):
+        """Messages ``[g_ji * Bh_j, g_ji]`` with ``g_ji = sigmoid(Dh_i + Eh_j (+ Ce_ji))``, summed
+        per target; ``forward(Ah, Bh, Dh, Eh, Ce, edge_index) -> Ah + sum g Bh / (sum g + eps)``."""
+
+        def __init__(self, eps: float = 1e-6):
+            super().__init__(aggr="add", flow="source_to_target")
+            self.eps = eps
+
+        def forward(self, Ah: Tensor, Bh: Tensor, Dh: Tensor, Eh: Tensor, Ce: Tensor | None,
+                    edge_index: Tensor) -> Tensor:
+            N, C = Ah.shape
+            agg = self.propagate(edge_index, Bh=Bh, Dh=Dh, Eh=Eh, Ce=Ce, size=(N, N))  # [N, 2C]
+            num, den = agg[:, :C], agg[:, C:]
+            return Ah + num / (den + self.eps)
+
+        def message(self, Bh_j: Tensor, Dh_i: Tensor, Eh_j: Tensor, Ce: Tensor | None) -> Tensor:
+            g = Dh_i + Eh_j  # [E, C]
+            if Ce is not None:
+                g = g + Ce
+            g = torch.sigmoid(g)
+            return torch.cat([g * Bh_j, g], dim=-1)  # [E, 2C]
+
+    EdgeGatedConv.__module__, EdgeGatedConv.__qualname__ = __name__, "EdgeGatedConv"  # pickles by name
+    _EdgeGatedConv = EdgeGatedConv
+    return EdgeGatedConv
+
+
+_EdgeGatedConv = None
+
+
+def __getattr__(name: str):
+    if name == "EdgeGatedConv":
+        return _edge_gated_conv_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class GatedGCN(nn.Module):
+    """Edge-gated GCN token mixer (Bresson & Laurent 2017; GraphGPS's GatedGCN layer without its
+    internal norm/residual, which the block provides).
+
+    Reads ``Tokens.edge_index`` (required), ``Tokens.edge_attr`` (see ``edge_dim``) and
+    ``Tokens.mask``.
+
+    Args:
+        dim: channels C.
+        edge_dim: edge feature rule (module docstring): None, 0, or the width of ``edge_attr``.
+        act: activation on the output (GraphGPS applies ReLU before its residual); None for none.
+    """
+
+    def __init__(self, dim: int, edge_dim: int | None = None, act: str | None = "ReLU", bias: bool = True):
+        super().__init__()
+        self.edges = _EdgeFeatures(dim, edge_dim, "GatedGCN")
+        self.A, self.B, self.D, self.E = (nn.Linear(dim, dim, bias=bias) for _ in range(4))
+        self.C = None if edge_dim == 0 else nn.Linear(dim, dim, bias=bias)
+        self.conv = _edge_gated_conv_class()()
+        self.act = _act(act)
+
+    def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
+        edge_index = tokens.require("edge_index", "GatedGCN")  # [2, E]
+        _check_edges(edge_index, tokens, "GatedGCN")
+        B, L, C = x.shape
+        h = x.reshape(B * L, C)
+        e = self.edges(tokens)  # [E, C] or None
+        Ce = None if e is None or self.C is None else self.C(e.to(h.dtype))
+        out = self.conv(self.A(h), self.B(h), self.D(h), self.E(h), Ce, edge_index)
+        return self.act(out).reshape(B, L, C)
+
+    def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
+        """Per edge: the gate sum ``Dh_i + Eh_j (+ Ce)`` (2C or C), ``g * Bh_j`` (C) and the
+        scatter-sums of ``g * Bh_j`` and ``g`` (2C); per node the division and ``Ah +`` (2C).
+        Linear layers are counted by hooks; the sigmoid is not counted."""
+        B, L, C = x.shape
+        E = tokens.require("edge_index", "GatedGCN").shape[1]
+        has_edges = self.C is not None and (bool(self.edges.edge_dim) or tokens.edge_attr is not None)
+        gate = 2 if has_edges else 1
+        return (gate + 3) * E * C + 2 * B * L * C
+
+
+# --- kNN graphs for point clouds --------------------------------------------------------------------
+
+@torch.no_grad()
+def knn_edges(pos: Tensor, k: int, mask: Tensor | None = None, chunk: int = 2048,
+              loop: bool = False) -> Tensor:
+    """Edges from each valid point's ``k`` nearest valid neighbours to it: ``[2, E]`` over
+    flattened indices ``b * L + i`` (row 0 neighbour ``j``, row 1 point ``i``).
+
+    Pure torch: distances from ``chunk`` query points at a time (``cdist``, memory
+    ``chunk * L``), padded points excluded both as queries and as neighbours, the point itself
+    excluded unless ``loop``. A point with fewer than ``k`` valid others links to all of them.
+
+    Args:
+        pos: ``[B, L, P]`` coordinates.
+        k: neighbours per point.
+        mask: ``[B, L]`` bool validity, or None for all valid.
+    """
+    if pos.dim() != 3:
+        raise InputError(f"knn_edges: pos must be [B, L, P]; got {tuple(pos.shape)}")
+    B, L, _ = pos.shape
+    valid = torch.ones(B, L, dtype=torch.bool, device=pos.device) if mask is None else mask
+    kk = min(k, L if loop else L - 1)
+    sources, targets = [], []
+    if kk <= 0:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    for b in range(B):
+        p, v = pos[b], valid[b]
+        for start in range(0, L, chunk):
+            stop = min(start + chunk, L)
+            d = torch.cdist(p[start:stop], p)  # [q, L]
+            d = d.masked_fill(~v[None, :], float("inf"))
+            if not loop:
+                q = torch.arange(start, stop, device=pos.device)
+                d[q - start, q] = float("inf")
+            dist, idx = d.topk(kk, dim=-1, largest=False)  # [q, kk]
+            keep = torch.isfinite(dist) & v[start:stop, None]
+            tgt = torch.arange(start, stop, device=pos.device)[:, None].expand_as(idx)
+            sources.append(idx[keep] + b * L)
+            targets.append(tgt[keep] + b * L)
+    return torch.stack([torch.cat(sources), torch.cat(targets)])
+
+
+# --- dense references -------------------------------------------------------------------------------
+
+def dense_adjacency(tokens: Tokens, edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """``A [B, L, L]`` with ``A[b, i, j]`` = number of edges ``j -> i``, and the edge features
+    scattered to ``[B, L, L, C]`` (graphs without multi-edges)."""
+    B, L = tokens.x.shape[:2]
+    src, dst = tokens.require("edge_index", "dense_adjacency")
+    b, i, j = dst // L, dst % L, src % L
+    A = torch.zeros(B, L, L, dtype=tokens.x.dtype, device=tokens.x.device)
+    A.index_put_((b, i, j), torch.ones_like(b, dtype=A.dtype), accumulate=True)
+    Ed = None
+    if edge_attr is not None:
+        Ed = edge_attr.new_zeros(B, L, L, edge_attr.shape[-1])
+        Ed[b, i, j] = edge_attr
+    return A, Ed
+
+
+def gine_reference(layer: GINE, x: Tensor, tokens: Tokens) -> Tensor:
+    """:class:`GINE` with a dense adjacency: ``mlp((1+eps) h_i + sum_j A_ij relu(h_j + E_ij))``."""
+    e = layer.edges(tokens)
+    if e is None:
+        e = x.new_zeros(tokens.edge_index.shape[1], x.shape[-1])
+    A, Ed = dense_adjacency(tokens, e.to(x.dtype))  # [B, L, L], [B, L, L, C]
+    msg = torch.relu(x[:, None, :, :] + Ed)  # [B, L(i), L(j), C]
+    agg = torch.einsum("bij,bijc->bic", A, msg)
+    return layer.conv.nn((1 + layer.conv.eps) * x + agg)
+
+
+def gated_gcn_reference(layer: GatedGCN, x: Tensor, tokens: Tokens) -> Tensor:
+    """:class:`GatedGCN` with a dense adjacency and einsums."""
+    e = layer.edges(tokens)
+    Ce = None if e is None or layer.C is None else layer.C(e.to(x.dtype))
+    A, CeD = dense_adjacency(tokens, Ce)
+    gate = layer.D(x)[:, :, None, :] + layer.E(x)[:, None, :, :]  # [B, L(i), L(j), C]
+    if CeD is not None:
+        gate = gate + CeD
+    g = torch.sigmoid(gate)
+    num = torch.einsum("bij,bijc,bjc->bic", A, g, layer.B(x))
+    den = torch.einsum("bij,bijc->bic", A, g)
+    return layer.act(layer.A(x) + num / (den + layer.conv.eps))

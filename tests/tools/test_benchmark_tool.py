@@ -1,0 +1,75 @@
+"""Smoke test of tools/benchmark.py (not a timed test: it checks the CSV, not the speed)."""
+import csv
+import importlib.util
+import pathlib
+import sys
+
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "benchmark.py"
+REQUIRED = ["component", "config", "input_size", "batch", "threads", "fwd_ms", "fwdbwd_ms", "peak_mb", "params",
+            "macs", "peer", "ratio_to_peer"]
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("glocal_benchmark_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_rows(path):
+    with open(path) as f:
+        lines = [line for line in f if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def test_mixers_quick_writes_positive_numbers(tmp_path):
+    out = tmp_path / "mixers.csv"
+    threads = torch.get_num_threads()
+    try:  # in process: the command line's main(), without paying the imports twice
+        assert _load_tool().main(["--suite", "mixers", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert out.read_text().startswith("#")  # the measuring method is stated in the header
+    rows = read_rows(out)
+    assert set(REQUIRED) <= set(rows[0])
+    measured = {r["component"]: r for r in rows if r["fwdbwd_ms"]}
+    for name in ("FullAttention", "WindowAttention", "GINE", "GatedGCN", "DepthwiseConv", "Mlp"):
+        assert name in measured, (name, [r["component"] + ": " + r["note"] for r in rows])
+    for name, r in measured.items():
+        for col in ("fwd_ms", "fwdbwd_ms", "peak_mb", "params", "macs"):
+            assert float(r[col]) > 0, (name, col, r[col])
+        assert r["threads"] == "1" and r["batch"] == "1"
+    # every registered mixer appears: measured, or skipped with a note saying why
+    from glocal.core import MIXERS
+
+    listed = {r["component"] for r in rows}
+    assert set(MIXERS.names()) <= listed
+    for r in rows:
+        assert r["fwdbwd_ms"] or r["note"] or r["component"] == "dense fp32 GEMM", r
+
+
+def test_peak_memory_counts_what_a_step_allocates():
+    tool = _load_tool()
+
+    def step():
+        a = torch.ones(1024, 1024)  # 4 MiB
+        b = a * 2  # 4 MiB more while a is alive
+        del a, b
+
+    peak = tool.peak_memory_mb(step)
+    assert 7.9 < peak < 8.5
+
+    keep = torch.ones(1024, 1024)  # allocated before the step: not counted
+    assert tool.peak_memory_mb(lambda: keep.sum()) < 0.1
+
+
+def test_loglog_slope():
+    tool = _load_tool()
+    xs = [1024, 2048, 4096, 8192]
+    assert abs(tool.loglog_slope(xs, [3 * x for x in xs]) - 1) < 1e-9
+    assert abs(tool.loglog_slope(xs, [x * x for x in xs]) - 2) < 1e-9

@@ -1,0 +1,842 @@
+"""Benchmarks of glocal's mixers and blocks, and side-by-side comparisons with peer libraries.
+
+    python tools/benchmark.py --suite mixers  --out mixers.csv  [--plot mixers.png]
+    python tools/benchmark.py --suite scaling --out scaling.csv --plot scaling.png
+    python tools/benchmark.py --suite peers   --out peers.csv
+    options: --threads N (default 2)  --quick (tiny sizes, for smoke tests)  --repeats R  --warmup W
+
+Suites:
+- ``mixers``: every mixer registered in ``MIXERS`` built with its defaults at one config (a 56x56
+  grid, dim 96, batch 1); the tokens carry a grid, pixel-centre ``pos``, a raster ``order`` and
+  the 4-neighbour grid graph as ``edge_index`` (no mask, no ``edge_attr``). A mixer that cannot
+  be built with defaults or needs structure these tokens lack is listed with a note.
+- ``scaling``: 1D sequences, L = 1K .. 64K (dim 64, batch 1) for window attention, neighbourhood
+  attention, linear attention, the Mamba scan, a 1D depthwise convolution, GINE on a ring graph,
+  and full attention (capped by ``--full-cap``); the log-log slopes of fwd, fwd+bwd time and peak
+  memory against L go in the ``slope_*`` columns of each mixer's summary row.
+- ``peers``: one process, same inputs, same threads, timings interleaved (ours, peer, ours, ...):
+  our Swin block vs timm's ``SwinTransformerBlock``, our MaxViT block vs timm's ``MaxxVitBlock``,
+  GINE + FullAttention parallel blocks vs PyG ``GPSConv`` (x10, 32 molecule-sized graphs), our
+  Conformer vs torchaudio's, natten's ``na2d`` vs our NeighborhoodAttention (forward only), the
+  neighbourhood-attention fast path vs its reference, the chunked scan vs the sequential one.
+  Components another part of glocal does not provide yet are listed with a note.
+
+How things are measured (also written as ``#`` lines at the top of the CSV; read it with
+``pandas.read_csv(path, comment="#")``):
+- ``fwd_ms``: median forward time in eval mode under ``no_grad``; ``fwdbwd_ms``: median time of
+  forward plus ``out.sum().backward()`` in train mode (input and parameter gradients, set to None
+  before each step); both after ``--warmup`` steps, ``torch.set_num_threads(--threads)``.
+- ``peak_mb``: the peak of live CPU tensor bytes during one fwd+bwd step (forward-only rows: one
+  forward), above what was allocated before the step: parameters and inputs are not counted,
+  activations, saved tensors, temporaries and gradients are. Taken from ``torch.profiler``'s
+  memory events (every allocation and free of the CPU allocator, summed in time order), in a
+  separate step from the timed ones (the profiler slows ops down). Not RSS: allocator caching,
+  the Python heap and library workspaces outside torch's allocator are not included.
+- ``params``: parameters; ``macs``: ``glocal.core.complexity`` (one forward, multiply-accumulates).
+  Peers' MACs are left empty: their attention runs in functional calls forward hooks cannot see.
+- ``ratio_to_peer`` = peer time / our time (fwd+bwd; fwd where the comparison is forward-only):
+  above 1 means ours is faster.
+- ``gemm_fraction``: achieved MAC/s of a training step (3 x forward MACs / fwd+bwd time) as a
+  fraction of this machine's dense float32 GEMM rate measured at the start of the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler quiet on stderr
+
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+COLUMNS = ["component", "config", "input_size", "batch", "threads", "fwd_ms", "fwdbwd_ms", "peak_mb", "params",
+           "macs", "peer", "ratio_to_peer", "gemm_fraction", "slope_fwd", "slope_fwdbwd", "slope_mem", "note"]
+
+
+# --- what is measured ------------------------------------------------------------------------------
+
+@dataclass
+class Subject:
+    """One thing to time: ``module(*inputs)``; the output (a tensor, ``Tokens`` or backbone output)
+    is reduced to a tensor for the backward pass."""
+    component: str
+    module: nn.Module
+    inputs: tuple
+    config: str = ""
+    input_size: str = ""
+    batch: int = 1
+    backward: bool = True
+    macs: int | str | None = "count"  # "count": glocal.core.complexity; an int; None: not counted
+    peer: str = ""
+    grads: tuple | None = None  # input tensors that get gradients (default: every float leaf input)
+
+    def grad_inputs(self) -> list[Tensor]:
+        if self.grads is not None:
+            return list(self.grads)
+        out = []
+        for obj in self.inputs:
+            t = getattr(obj, "x", obj)  # Tokens -> its features
+            if isinstance(t, Tensor) and t.is_floating_point() and t.is_leaf and all(t is not o for o in out):
+                out.append(t)
+        return out
+
+
+class Fn(nn.Module):
+    """A function as a module (scans, functional attention), with its MACs given."""
+
+    def __init__(self, fn: Callable, macs: int | None = None):
+        super().__init__()
+        self.fn, self._macs = fn, macs
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+def _tensor(out) -> Tensor:
+    if isinstance(out, Tensor):
+        return out
+    if hasattr(out, "last"):  # BackboneOutput
+        return out.last.x
+    if hasattr(out, "x") and isinstance(out.x, Tensor):  # Tokens
+        return out.x
+    if isinstance(out, (tuple, list)):
+        return _tensor(out[0])
+    raise TypeError(f"cannot reduce an output of type {type(out).__name__} to a tensor")
+
+
+def _step_fwd(s: Subject):
+    s.module.eval()
+    with torch.no_grad():
+        s.module(*s.inputs)
+
+
+def _prepare_bwd(s: Subject):
+    s.module.train()
+    for p in s.module.parameters():
+        p.grad = None
+    for t in s.grad_inputs():
+        t.requires_grad_(True)
+        t.grad = None
+
+
+def _step_fwdbwd(s: Subject):
+    _tensor(s.module(*s.inputs)).float().sum().backward()
+
+
+def peak_memory_mb(step: Callable[[], None]) -> float | None:
+    """Peak of live CPU tensor bytes during ``step()`` above the level at its start (MiB), from
+    torch.profiler's memory events; None where the profiler does not expose them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():  # kineto prints start/stop lines on fd 2
+        prof.__enter__()
+    try:
+        step()
+    finally:
+        with _quiet_stderr():
+            prof.__exit__(None, None, None)
+    try:
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        events = [e for e in events if str(e.device_type()).endswith("CPU")]
+    except Exception:  # private API moved: say so rather than guess
+        return None
+    cur = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return peak / 2 ** 20
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@dataclass
+class Result:
+    fwd: list[float] = field(default_factory=list)
+    fwdbwd: list[float] = field(default_factory=list)
+    peak_mb: float | None = None
+    params: int = 0
+    macs: int | None = None
+
+    @property
+    def fwd_ms(self):
+        return 1e3 * statistics.median(self.fwd) if self.fwd else None
+
+    @property
+    def fwdbwd_ms(self):
+        return 1e3 * statistics.median(self.fwdbwd) if self.fwdbwd else None
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(subjects: list[Subject], repeats: int, warmup: int, budget_s: float = 60.0) -> list[Result]:
+    """Time the subjects interleaved (one step of each in turn, ``repeats`` rounds after
+    ``warmup``), then measure peak memory and count parameters and MACs."""
+    from glocal.core.complexity import count
+
+    results = [Result() for _ in subjects]
+    for phase in ("fwd", "fwdbwd"):
+        active = [(s, r) for s, r in zip(subjects, results) if phase == "fwd" or s.backward]
+        if not active:
+            continue
+
+        def step(s, phase=phase):
+            if phase == "fwd":
+                return _timed(lambda: _step_fwd(s))
+            _prepare_bwd(s)
+            return _timed(lambda: _step_fwdbwd(s))
+
+        first = 0.0
+        for _ in range(max(warmup, 1)):
+            first = sum(step(s) for s, _ in active)
+        n = max(1, min(repeats, int(budget_s / max(first, 1e-9))))  # long steps: fewer rounds
+        for _ in range(n):
+            for s, r in active:
+                getattr(r, phase).append(step(s))
+    for s, r in zip(subjects, results):
+        r.params = sum(p.numel() for p in s.module.parameters())
+        if s.backward:
+            _prepare_bwd(s)
+            r.peak_mb = peak_memory_mb(lambda s=s: _step_fwdbwd(s))
+        else:
+            r.peak_mb = peak_memory_mb(lambda s=s: _step_fwd(s))
+        if isinstance(s.module, Fn):
+            r.macs = s.module._macs
+        elif s.macs == "count":
+            r.macs = count(s.module, *s.inputs).total_macs
+        elif isinstance(s.macs, int):
+            r.macs = s.macs
+        for p in s.module.parameters():
+            p.grad = None
+    return results
+
+
+def gemm_rate(n: int, repeats: int = 5) -> float:
+    """Dense float32 GEMM rate of this machine, MAC/s (``n x n @ n x n``, median)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = [_timed(lambda: a @ b) for _ in range(repeats)]
+    return n ** 3 / statistics.median(times)
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+class Writer:
+    def __init__(self, path: str, suite: str, threads: int, header_lines: list[str]):
+        self.path, self.threads, self.rows = path, threads, []
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.f = open(path, "w", newline="")
+        for line in header_lines:
+            self.f.write(f"# {line}\n")
+        self.csv = csv.DictWriter(self.f, fieldnames=COLUMNS)
+        self.csv.writeheader()
+        self.f.flush()
+        self.gemm = None
+
+    def add(self, s: Subject | None = None, r: Result | None = None, **fields) -> dict:
+        row = {k: "" for k in COLUMNS}
+        row["threads"] = self.threads
+        if s is not None:
+            row.update(component=s.component, config=s.config, input_size=s.input_size, batch=s.batch,
+                       peer=s.peer)
+        if r is not None:
+            row.update(fwd_ms=_fmt(r.fwd_ms, 4), fwdbwd_ms=_fmt(r.fwdbwd_ms, 4), peak_mb=_fmt(r.peak_mb, 4),
+                       params=r.params, macs="" if r.macs is None else r.macs)
+            if self.gemm and r.macs and r.fwdbwd_ms:
+                row["gemm_fraction"] = _fmt(3 * r.macs / (r.fwdbwd_ms / 1e3) / self.gemm, 4)
+        row.update({k: _fmt(v) if isinstance(v, float) else v for k, v in fields.items()})
+        self.csv.writerow(row)
+        self.f.flush()
+        self.rows.append(row)
+        shown = {k: row[k] for k in ("component", "input_size", "fwd_ms", "fwdbwd_ms", "peak_mb", "ratio_to_peer",
+                                     "slope_fwdbwd", "slope_mem", "note") if row[k] != ""}
+        print("  " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
+        return row
+
+    def close(self):
+        self.f.close()
+
+
+def _fmt(v, digits: int = 3):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
+    return v
+
+
+def _note(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
+
+
+# --- common inputs --------------------------------------------------------------------------------
+
+def grid_edges(grid: tuple[int, ...], batch: int) -> Tensor:
+    """The 4-neighbour (2D; 2-neighbour 1D, 6-neighbour 3D) grid graph, both directions, flattened
+    over the batch: ``[2, E]``."""
+    L = math.prod(grid)
+    idx = torch.arange(L).view(grid)
+    pairs = []
+    for d in range(len(grid)):
+        a = idx.narrow(d, 0, grid[d] - 1).reshape(-1)
+        b = idx.narrow(d, 1, grid[d] - 1).reshape(-1)
+        pairs += [torch.stack([a, b]), torch.stack([b, a])]
+    ei = torch.cat(pairs, 1)
+    return torch.cat([ei + b * L for b in range(batch)], 1)
+
+
+def grid_tokens(batch: int, grid: tuple[int, ...], dim: int, seed: int = 0, edges: bool = True):
+    from glocal.core import Tokens
+
+    g = torch.Generator().manual_seed(seed)
+    L = math.prod(grid)
+    x = torch.randn(batch, L, dim, generator=g)
+    coords = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float32) + 0.5 for s in grid],
+                                        indexing="ij"), -1).view(1, L, len(grid)).expand(batch, L, len(grid))
+    order = torch.arange(L).expand(batch, L).contiguous()
+    return Tokens(x, grid=grid, pos=coords.contiguous(), order=order,
+                  edge_index=grid_edges(grid, batch) if edges else None)
+
+
+def _sz(grid, dim) -> str:
+    return "x".join(str(g) for g in grid) + f"x{dim}"
+
+
+# --- suite: mixers --------------------------------------------------------------------------------
+
+def suite_mixers(args, w: Writer):
+    from glocal.core import MIXERS
+    from glocal.core.errors import GlocalError
+
+    grid = (8, 8) if args.quick else (56, 56)
+    dim = 32 if args.quick else 96
+    batch = args.batch or 1
+    for name in MIXERS.names():
+        tokens = grid_tokens(batch, grid, dim)
+        base = dict(component=name, config="defaults", input_size=_sz(grid, dim), batch=batch)
+        try:
+            mixer = MIXERS.build(dict(type=name), dim=dim)
+        except Exception as e:
+            w.add(Subject(module=nn.Identity(), inputs=(), **base), note=f"skipped: cannot build with defaults "
+                                                                          f"({_note(e)})")
+            continue
+        try:
+            with torch.no_grad():
+                mixer.eval()(tokens.x, tokens)
+        except (GlocalError, ValueError, RuntimeError) as e:
+            w.add(Subject(module=mixer, inputs=(), **base), note=f"skipped: the test tokens do not suit it "
+                                                                 f"({_note(e)})")
+            continue
+        s = Subject(module=mixer, inputs=(tokens.x, tokens), **base)
+        r, = measure([s], args.repeats, args.warmup)
+        w.add(s, r)
+
+
+# --- suite: scaling -------------------------------------------------------------------------------
+
+def _scaling_mixers(args) -> list[tuple[str, dict, str]]:
+    """(label, config, structure) for the sweep; ``structure`` 'ring' adds a ring graph."""
+    from glocal.core import MIXERS
+
+    kernel = 15 if args.quick else 63
+    window = 16 if args.quick else 64
+    specs = [
+        (f"WindowAttention(window={window})", dict(type="WindowAttention", heads=4, window=window, rank=1), ""),
+        (f"NeighborhoodAttention(kernel={kernel})",
+         dict(type="NeighborhoodAttention", heads=4, kernel=kernel, rank=1), ""),
+        ("LinearAttention", dict(type="LinearAttention", heads=4), ""),
+        ("Mamba(forward)", dict(type="Mamba", direction="forward"), ""),
+        ("DepthwiseConv(kernel=31)", dict(type="DepthwiseConv", kernel=31, rank=1), ""),
+        ("GINE(ring graph)", dict(type="GINE", edge_dim=0), "ring"),
+        ("FullAttention", dict(type="FullAttention", heads=4), ""),
+    ]
+    out = []
+    for label, cfg, structure in specs:
+        if cfg["type"] not in MIXERS:
+            out.append((label, None, f"skipped: {cfg['type']} is not registered in MIXERS (yet)"))
+        else:
+            out.append((label, cfg, structure))
+    return out
+
+
+def loglog_slope(xs, ys) -> float | None:
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x and y and y > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+
+
+def suite_scaling(args, w: Writer):
+    from glocal.core import MIXERS, Tokens
+
+    sizes = [64 * 2 ** i for i in range(5)] if args.quick else [1024 * 2 ** i for i in range(7)]
+    if args.sizes:
+        sizes = args.sizes
+    dim = 16 if args.quick else 64
+    full_cap = args.full_cap or (1024 if args.quick else 16384)
+    sweep = {}
+    for label, cfg, structure in _scaling_mixers(args):
+        if cfg is None:
+            w.add(component=label, config="1D sweep", note=structure)
+            continue
+        torch.manual_seed(0)
+        mixer = MIXERS.build(cfg, dim=dim)
+        points = []
+        for L in sizes:
+            if cfg["type"] == "FullAttention" and L > full_cap:
+                w.add(component=label, config="1D sweep", input_size=f"{L}x{dim}", batch=1,
+                      note=f"skipped: above --full-cap {full_cap} (quadratic)")
+                continue
+            x = torch.randn(1, L, dim)
+            ei = None
+            if structure == "ring":
+                i = torch.arange(L)
+                ei = torch.cat([torch.stack([i, (i + 1) % L]), torch.stack([(i + 1) % L, i])], 1)
+            tokens = Tokens(x, grid=(L,), edge_index=ei)
+            s = Subject(label, mixer, (x, tokens), config="1D sweep", input_size=f"{L}x{dim}", batch=1)
+            try:
+                r, = measure([s], args.repeats, args.warmup, budget_s=30.0)
+            except Exception as e:  # out of memory or a mixer bug: record, keep sweeping the others
+                w.add(s, note=f"failed: {_note(e)}")
+                break
+            w.add(s, r)
+            points.append((L, r))
+            if r.fwdbwd_ms and r.fwdbwd_ms > 1e3 * args.max_step_s:
+                w.add(component=label, config="1D sweep", note=f"stopped: a step took over {args.max_step_s} s")
+                break
+        if len(points) >= 2:
+            Ls = [p[0] for p in points]
+            slopes = dict(slope_fwd=loglog_slope(Ls, [p[1].fwd_ms for p in points]),
+                          slope_fwdbwd=loglog_slope(Ls, [p[1].fwdbwd_ms for p in points]),
+                          slope_mem=loglog_slope(Ls, [p[1].peak_mb for p in points]))
+            w.add(component=label, config="log-log slope", input_size=f"L={Ls[0]}..{Ls[-1]}x{dim}", batch=1,
+                  **{k: v for k, v in slopes.items() if v is not None})
+        sweep[label] = points
+    return sweep
+
+
+def plot_scaling(sweep, path: str, threads: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for label, points in sweep.items():
+        if not points:
+            continue
+        Ls = [p[0] for p in points]
+        axes[0].loglog(Ls, [p[1].fwdbwd_ms for p in points], "o-", label=label)
+        axes[1].loglog(Ls, [max(p[1].peak_mb or 0, 1e-3) for p in points], "o-", label=label)
+    for ax, what in zip(axes, ("forward + backward (ms)", "peak tensor memory (MiB)")):
+        ax.set_xlabel("tokens L (1D, batch 1)")
+        ax.set_ylabel(what)
+        ax.grid(True, which="both", alpha=0.3)
+        xs = [L for pts in sweep.values() for L, _ in pts]
+        if xs:  # reference slopes 1 and 2 through the first point of the first curve
+            lo, hi = min(xs), max(xs)
+            y0 = next((getattr(p[0][1], "fwdbwd_ms" if ax is axes[0] else "peak_mb") for p in sweep.values()
+                       if p), None) or 1.0
+            ax.loglog([lo, hi], [y0, y0 * hi / lo], "k--", lw=0.8, label="slope 1")
+            ax.loglog([lo, hi], [y0, y0 * (hi / lo) ** 2], "k:", lw=0.8, label="slope 2")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"glocal mixers: cost vs L ({threads} threads)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_bars(rows: list[dict], path: str, value: str, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.get(value) not in ("", None)]
+    labels = [r["component"] + (f" [{r['config']}]" if r.get("config") else "")
+              + (f"\nvs {r['peer']}" if r.get("peer") else "") for r in rows]
+    fig, ax = plt.subplots(figsize=(12, 0.6 * len(rows) + 1.5))
+    ax.barh(range(len(rows)), [float(r[value]) for r in rows])
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(value)
+    if value == "ratio_to_peer":
+        ax.axvline(1.0, color="k", lw=0.8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# --- suite: peers ---------------------------------------------------------------------------------
+
+def compare(w: Writer, ours: Subject, peer: Subject, args, budget_s: float = 60.0):
+    """Time ours and the peer interleaved; one row for each; the ratio on ours."""
+    ours.peer, peer.peer = peer.component, ours.component
+    ro, rp = measure([ours, peer], args.repeats, args.warmup, budget_s=budget_s)
+    if ours.backward and peer.backward:
+        ratio = rp.fwdbwd_ms / ro.fwdbwd_ms
+    else:
+        ratio = rp.fwd_ms / ro.fwd_ms
+    w.add(ours, ro, ratio_to_peer=ratio)
+    w.add(peer, rp, note="peer")
+    return ratio
+
+
+def _skip(w: Writer, component: str, peer: str, note: str):
+    w.add(component=component, peer=peer, note=f"skipped: {note}")
+
+
+def peer_swin(args, w: Writer):
+    from timm.models.swin_transformer import SwinTransformerBlock
+
+    from glocal.core import LocalGlobalBlock, Tokens
+
+    B = args.batch or (1 if args.quick else 8)
+    H = W = 14 if args.quick else 56
+    C, heads, window = (48, 3, 7) if args.quick else (96, 3, 7)
+    for shift in (0, window // 2):
+        torch.manual_seed(0)
+        x = torch.randn(B, H, W, C)
+        ours = LocalGlobalBlock(C, local=dict(type="WindowAttention", heads=heads, window=window, shift=shift),
+                                ffn=dict(type="Mlp", ratio=4.0))
+        peer = SwinTransformerBlock(C, (H, W), num_heads=heads, window_size=window, shift_size=shift)
+        xo = x.reshape(B, H * W, C).clone()
+        cfg = f"window {window}, shift {shift}, heads {heads}"
+        compare(w, Subject("glocal LocalGlobalBlock(WindowAttention)", ours, (Tokens(xo, grid=(H, W)),),
+                           config=cfg, input_size=f"{H}x{W}x{C}", batch=B),
+                Subject("timm SwinTransformerBlock", peer, (x.clone(),), config=cfg,
+                        input_size=f"{H}x{W}x{C}", batch=B, macs=None), args)
+
+
+def _find(registry, *needles) -> list[str]:
+    return [n for n in registry.names() if any(k.lower() in n.lower() for k in needles)]
+
+
+def peer_maxvit(args, w: Writer):
+    from glocal.core import BACKBONES, Tokens
+
+    names = [n for n in _find(BACKBONES, "maxvit") if "t" in n.lower()]
+    variant = next((n for n in names if n.lower() in ("maxvit_t", "maxvit_tiny")), names[0] if names else None)
+    if variant is None:
+        return _skip(w, "glocal MaxViT block", "timm MaxxVitBlock", "no MaxViT backbone registered yet")
+    import timm
+
+    from glocal.core.block import BlockSequence
+
+    ours_bb = BACKBONES.build(dict(type=variant))
+    # the last MaxViT layer of the first stage (stride 1; 64 channels at 56x56 for MaxViT-T at 224):
+    # its MBConv, block-attention and grid-attention steps are the stage's last three blocks
+    layer = list(ours_bb.stages[0].blocks)[-3:]
+    if [type(b).__name__ for b in layer] != ["MBConv", "LocalGlobalBlock", "LocalGlobalBlock"]:
+        return _skip(w, f"glocal {variant} layer", "timm MaxxVitBlock",
+                     f"unexpected stage layout {[type(b).__name__ for b in layer]}")
+    block = BlockSequence(layer)
+    C = ours_bb.dims[0]
+    timm_model = timm.create_model("maxvit_tiny_tf_224", pretrained=False)
+    peer = timm_model.stages[0].blocks[-1]
+    B = args.batch or (1 if args.quick else 8)
+    H = W = 14 if args.quick else 56
+    torch.manual_seed(0)
+    x = torch.randn(B, C, H, W)
+    xo = x.flatten(2).transpose(1, 2).contiguous()
+    compare(w, Subject(f"glocal {variant} layer (MBConv, block attn, grid attn)", block, (Tokens(xo, grid=(H, W)),),
+                       config="MBConv + block 7x7 + grid 7x7", input_size=f"{H}x{W}x{C}", batch=B),
+            Subject("timm MaxxVitBlock (maxvit_tiny_tf_224)", peer, (x,), config="MBConv + block 7x7 + grid 7x7",
+                    input_size=f"{H}x{W}x{C}", batch=B, macs=None), args)
+
+
+def molecule_batch(n_graphs: int, dim: int, seed: int = 0):
+    """Molecule-sized random graphs (ZINC-like: 9-38 atoms, a spanning tree plus a few ring
+    closures, both directions), as PyG tensors and as padded glocal Tokens."""
+    from glocal.core import Tokens
+
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(9, 39, (n_graphs,), generator=g).tolist()
+    L = max(sizes)
+    edges, flat_edges, offset = [], [], 0
+    for b, n in enumerate(sizes):
+        parent = [int(torch.randint(max(0, i - 3), i, (1,), generator=g)) for i in range(1, n)]
+        pairs = [(p, i) for p, i in zip(parent, range(1, n))]
+        for _ in range(max(1, n // 8)):  # ring closures
+            i = int(torch.randint(5, n, (1,), generator=g)) if n > 5 else n - 1
+            pairs.append((i - 5 if i >= 5 else 0, i))
+        und = torch.tensor(sorted(set(pairs))).t()
+        ei = torch.cat([und, und.flip(0)], 1)
+        edges.append(ei + b * L)
+        flat_edges.append(ei + offset)
+        offset += n
+    N = sum(sizes)
+    x_flat = torch.randn(N, dim, generator=g)
+    e_flat = torch.cat(flat_edges, 1)
+    edge_attr = torch.randn(e_flat.shape[1], dim, generator=g)
+    batch_vec = torch.cat([torch.full((n,), b) for b, n in enumerate(sizes)])
+    mask = torch.zeros(n_graphs, L, dtype=torch.bool)
+    x_pad = torch.zeros(n_graphs, L, dim)
+    start = 0
+    for b, n in enumerate(sizes):
+        mask[b, :n] = True
+        x_pad[b, :n] = x_flat[start:start + n]
+        start += n
+    tokens = Tokens(x_pad, mask=mask, edge_index=torch.cat(edges, 1), edge_attr=edge_attr.clone())
+    return tokens, (x_flat, e_flat, batch_vec, edge_attr), sizes
+
+
+class _PygStack(nn.Module):
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x, edge_index, batch, edge_attr):
+        for layer in self.layers:
+            x = layer(x, edge_index, batch, edge_attr=edge_attr)
+        return x
+
+
+def peer_gps(args, w: Writer):
+    from torch_geometric.nn import GINEConv, GPSConv
+
+    from glocal.core import LocalGlobalBlock
+    from glocal.core.block import BlockSequence
+
+    dim, heads, depth = 64, 4, 10
+    n_graphs = args.batch or (4 if args.quick else 32)
+    tokens, (x, ei, batch_vec, ea), sizes = molecule_batch(n_graphs, dim)
+    torch.manual_seed(0)
+    ours = BlockSequence([LocalGlobalBlock(dim, local=dict(type="GINE"),
+                                           global_=dict(type="FullAttention", heads=heads), composition="parallel",
+                                           norm="BatchNorm", ffn=dict(type="Mlp", ratio=2.0))
+                          for _ in range(depth)])
+
+    def gine():
+        return GINEConv(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)))
+
+    peer = _PygStack([GPSConv(dim, gine(), heads=heads) for _ in range(depth)])
+    size = f"{n_graphs} graphs, {sum(sizes)} nodes, {ei.shape[1]} edges, x{dim}"
+    cfg = f"{depth} layers, GINE + attention ({heads} heads), BatchNorm, MLP x2"
+    compare(w, Subject("glocal LocalGlobalBlock(GINE || FullAttention) x10", ours, (tokens,), config=cfg,
+                       input_size=size, batch=n_graphs),
+            Subject("PyG GPSConv(GINEConv) x10", peer, (x, ei, batch_vec, ea), config=cfg, input_size=size,
+                    batch=n_graphs, macs=None, grads=(x,)), args)
+
+
+def peer_conformer(args, w: Writer):
+    """Our Conformer encoder (a registered backbone, Conformer-S when there is one) against
+    torchaudio's ``Conformer`` with the same width, depth, heads, FFN width and kernel, on
+    ``8 x 250`` frames (the adapter's subsampling stem is not part of either)."""
+    from glocal.core import BACKBONES, Tokens
+
+    names = _find(BACKBONES, "conformer")
+    variant = next((n for n in names if n.lower().endswith("_s")), names[0] if names else None)
+    if variant is None:
+        return _skip(w, "glocal Conformer", "torchaudio Conformer", "no Conformer backbone registered yet")
+    from torchaudio.models import Conformer
+
+    ours = BACKBONES.build(dict(type=variant))
+    cfg = getattr(ours, "cfg", None)
+
+    def cfg_value(names, default):
+        return next((getattr(cfg, n) for n in names if getattr(cfg, n, None) is not None), default)
+
+    dim = cfg_value(("dim",), 144)
+    depth = cfg_value(("depth", "layers", "num_layers"), 16)
+    heads = cfg_value(("heads", "num_heads"), 4)
+    ffn_dim = int(dim * cfg_value(("mlp_ratio", "ffn_ratio"), 4))
+    kernel = cfg_value(("kernel", "conv_kernel", "kernel_size"), 31)
+    B, T = (2, 50) if args.quick else (args.batch or 8, 250)
+    torch.manual_seed(0)
+    x = torch.randn(B, T, dim)
+    peer = Conformer(input_dim=dim, num_heads=heads, ffn_dim=ffn_dim, num_layers=depth,
+                     depthwise_conv_kernel_size=kernel)
+    cfg_text = f"{depth} layers, dim {dim}, heads {heads}, ffn {ffn_dim}, kernel {kernel}"
+    compare(w, Subject(f"glocal {variant}", ours, (Tokens(x.clone(), grid=(T,)),), config=cfg_text,
+                       input_size=f"{T}x{dim}", batch=B),
+            Subject("torchaudio Conformer", peer, (x.clone(), torch.full((B,), T)), config=cfg_text,
+                    input_size=f"{T}x{dim}", batch=B, macs=None), args)
+
+
+def peer_neighborhood(args, w: Writer):
+    try:
+        from glocal.core.neighborhood import NeighborhoodAttention, neighborhood_attention
+    except ImportError as e:
+        return _skip(w, "glocal NeighborhoodAttention", "natten na2d", f"core/neighborhood.py missing ({_note(e)})")
+    from glocal.core import Tokens
+
+    B = args.batch or (1 if args.quick else 8)
+    H = W = 14 if args.quick else 56
+    C, heads, kernel = (32, 2, 7) if args.quick else (96, 3, 7)
+    d = C // heads
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, heads, H * W, d) for _ in range(3))
+    kernel2 = (kernel, kernel)
+    ours = Fn(lambda q, k, v: neighborhood_attention(q, k, v, (H, W), kernel2, (1, 1), None, None),
+              macs=2 * B * H * W * kernel * kernel * C)
+    size = f"{H}x{W}x{C}"
+    cfg = f"kernel {kernel}, heads {heads}, no bias"
+    try:
+        import natten  # noqa: F401
+        from natten.functional import na2d
+    except Exception as e:
+        _skip(w, "glocal neighborhood_attention", "natten na2d", f"natten is not importable ({_note(e)})")
+    else:
+        qn, kn, vn = (t.view(B, heads, H, W, d).permute(0, 2, 3, 1, 4).contiguous() for t in (q, k, v))
+        peer = Fn(lambda q, k, v: na2d(q, k, v, kernel_size=kernel))
+        compare(w, Subject("glocal neighborhood_attention", ours, (q, k, v), config=cfg, input_size=size, batch=B,
+                           backward=False),
+                Subject("natten na2d", peer, (qn, kn, vn), config=cfg, input_size=size, batch=B, backward=False), args)
+    # the fast path against its own reference, through the module (forward and backward)
+    x = torch.randn(B, H * W, C)
+    na = NeighborhoodAttention(C, heads=heads, kernel=kernel)
+
+    class Ref(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, tokens):
+            return self.m(x, tokens, reference=True)
+
+    tok = Tokens(x.clone(), grid=(H, W))
+    tok_ref = Tokens(x.clone(), grid=(H, W))
+    compare(w, Subject("glocal NeighborhoodAttention (fast path)", na, (tok.x, tok), config=cfg, input_size=size,
+                       batch=B),
+            Subject("glocal NeighborhoodAttention (reference=True)", Ref(na), (tok_ref.x, tok_ref), config=cfg,
+                    input_size=size, batch=B), args)
+
+
+def peer_scan(args, w: Writer):
+    try:
+        from glocal.core.ssm import scan_macs, selective_scan, selective_scan_ref
+    except ImportError as e:
+        return _skip(w, "glocal selective_scan", "selective_scan_ref", f"core/ssm.py missing ({_note(e)})")
+    B, D, L, N = (1, 32, 256, 8) if args.quick else (2, 768, 4096, 16)
+    g = torch.Generator().manual_seed(0)
+
+    def inputs():
+        g.manual_seed(0)
+        u = torch.randn(B, D, L, generator=g)
+        dt = torch.randn(B, D, L, generator=g) - 2.0
+        A = -torch.arange(1, N + 1, dtype=torch.float32).repeat(D, 1)
+        Bm, Cm = torch.randn(B, N, L, generator=g), torch.randn(B, N, L, generator=g)
+        return (u, dt, A, Bm, Cm, torch.ones(D), torch.randn(B, D, L, generator=g))
+
+    macs = scan_macs(B, D, L, N)
+    size, cfg = f"L={L}, D={D}, N={N}", "selective scan with D skip and z gate"
+    compare(w, Subject("glocal selective_scan (chunked)", Fn(selective_scan, macs), inputs(), config=cfg,
+                       input_size=size, batch=B),
+            Subject("selective_scan_ref (sequential)", Fn(selective_scan_ref, macs), inputs(), config=cfg,
+                    input_size=size, batch=B), args, budget_s=30.0)
+
+
+PEERS = dict(swin=peer_swin, maxvit=peer_maxvit, gps=peer_gps, conformer=peer_conformer,
+             neighborhood=peer_neighborhood, scan=peer_scan)
+
+
+def suite_peers(args, w: Writer):
+    for name, fn in PEERS.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"[peers] {name}", flush=True)
+        try:
+            fn(args, w)
+        except Exception as e:  # one broken comparison must not hide the others
+            traceback.print_exc()
+            w.add(component=name, note=f"failed: {_note(e)}")
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers"])
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--plot", help="PNG to write (scaling: cost vs L; mixers: fwd+bwd bars; peers: ratios)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
+    p.add_argument("--repeats", type=int, help="timed rounds per case (default 5; --quick 2)")
+    p.add_argument("--warmup", type=int, help="untimed rounds first (default 1)")
+    p.add_argument("--batch", type=int, help="batch size (default per comparison)")
+    p.add_argument("--sizes", type=int, nargs="+", help="scaling: sequence lengths (default 1K..64K)")
+    p.add_argument("--full-cap", type=int, help="scaling: largest L for full attention (default 16384)")
+    p.add_argument("--max-step-s", type=float, default=60.0, help="scaling: stop a sweep after a step this long")
+    p.add_argument("--only", nargs="+", choices=list(PEERS), help="peers: run only these comparisons")
+    args = p.parse_args(argv)
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    args.warmup = 1 if args.warmup is None else args.warmup
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    header = [
+        f"glocal tools/benchmark.py --suite {args.suite}{' --quick' if args.quick else ''}; "
+        f"{datetime.datetime.now().isoformat(timespec='seconds')}; torch {torch.__version__}; "
+        f"threads {args.threads}; {platform.processor() or platform.machine()}; repeats {args.repeats}, "
+        f"warmup {args.warmup}",
+        "fwd_ms: median forward, eval mode, no_grad; fwdbwd_ms: median forward + out.sum().backward(), train "
+        "mode, input and parameter grads",
+        "peak_mb: peak live CPU tensor bytes during one step above the level before it (parameters and inputs "
+        "excluded; activations, temporaries, gradients included), from torch.profiler memory events; not RSS",
+        "macs: glocal.core.complexity, one forward (multiply-accumulates); empty for peers",
+        "ratio_to_peer = peer time / our time (fwd+bwd, or fwd when forward-only); > 1: ours is faster",
+        "gemm_fraction: 3 x MACs / fwdbwd time over the dense fp32 GEMM rate measured in this run",
+    ]
+    w = Writer(args.out, args.suite, args.threads, header)
+    n = 256 if args.quick else 1024
+    w.gemm = gemm_rate(n)
+    w.add(component="dense fp32 GEMM", config=f"{n}x{n} @ {n}x{n}", input_size=f"{n}x{n}",
+          fwd_ms=1e3 * n ** 3 / w.gemm, macs=n ** 3, note=f"{w.gemm / 1e9:.1f} GMAC/s")
+    sweep = None
+    try:
+        if args.suite == "mixers":
+            suite_mixers(args, w)
+        elif args.suite == "scaling":
+            sweep = suite_scaling(args, w)
+        else:
+            suite_peers(args, w)
+    finally:
+        w.close()
+    if args.plot:
+        if sweep is not None:
+            plot_scaling(sweep, args.plot, args.threads)
+        elif args.suite == "mixers":
+            plot_bars(w.rows[1:], args.plot, "fwdbwd_ms", f"mixers, fwd+bwd ms ({args.threads} threads)")
+        else:
+            plot_bars([r for r in w.rows if r.get("ratio_to_peer") not in ("", None)], args.plot, "ratio_to_peer",
+                      f"peer time / our time ({args.threads} threads)")
+        print(f"plot: {args.plot}")
+    print(f"csv: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
