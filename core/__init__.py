@@ -9,8 +9,14 @@ from .block import DropPath, LayerScale, LocalGlobalBlock, Mlp, Parallel, Residu
 from .conv import DepthwiseConv
 from .downsample import ConvDownsample, PatchMerging
 from .errors import ConfigError, DatasetNotFoundError, GlocalError, InputError, MissingStructureError
+from .grid import GridAttention
+from .hilo import HiLoAttention
+from .linear_attention import LinearAttention
+from .mbconv import MBConv
+from .neighborhood import NeighborhoodAttention
 from .registry import (ADAPTERS, BACKBONES, BLOCKS, DATASETS, DOWNSAMPLERS, HEADS, LOSSES, METRICS,
                        MIXERS, MODELS, NORMS, TRANSFORMS, Registry)
+from .ssm import SS2D, Mamba, selective_scan, selective_scan_ref
 from .tokens import Tokens
 
 __all__ = [
@@ -19,4 +25,6 @@ __all__ = [
     "BackboneOutput", "IsotropicBackbone", "Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS",
     "BACKBONES", "ADAPTERS", "HEADS", "MODELS", "DATASETS", "TRANSFORMS", "METRICS", "LOSSES",
     "GlocalError", "InputError", "MissingStructureError", "ConfigError", "DatasetNotFoundError",
+    "NeighborhoodAttention", "GridAttention", "HiLoAttention", "MBConv",
+    "Mamba", "SS2D", "LinearAttention", "selective_scan", "selective_scan_ref",
 ]
