@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import InputError
+from .gridops import crop_grid, pad_grid_masked, window_partition, window_reverse
 from .tokens import Tokens
 
 __all__ = ["FullAttention", "WindowAttention", "dense_attention", "relative_position_index",
@@ -75,30 +76,6 @@ class FullAttention(nn.Module):
 
 
 # --- windows over a grid of any rank ---------------------------------------------------------------
-
-def window_partition(x: Tensor, window: tuple[int, ...]) -> Tensor:
-    """``[B, *grid, C] -> [B * nW, prod(window), C]``; every grid side divisible by its window."""
-    B, *grid, C = x.shape
-    r = len(grid)
-    shape = [B]
-    for g, w in zip(grid, window):
-        shape += [g // w, w]
-    x = x.view(*shape, C)
-    # [B, n1, w1, n2, w2, ..., C] -> [B, n1, n2, ..., w1, w2, ..., C]
-    perm = [0] + [1 + 2 * i for i in range(r)] + [2 + 2 * i for i in range(r)] + [2 * r + 1]
-    return x.permute(*perm).reshape(-1, math.prod(window), C)
-
-
-def window_reverse(windows: Tensor, window: tuple[int, ...], grid: tuple[int, ...]) -> Tensor:
-    """Inverse of :func:`window_partition`: ``[B * nW, prod(window), C] -> [B, *grid, C]``."""
-    r, C = len(grid), windows.shape[-1]
-    n = [g // w for g, w in zip(grid, window)]
-    x = windows.view(-1, *n, *window, C)
-    perm = [0]
-    for i in range(r):
-        perm += [1 + i, 1 + r + i]
-    return x.permute(*perm, 2 * r + 1).reshape(-1, *grid, C)
-
 
 @lru_cache(maxsize=64)
 def relative_position_index(window: tuple[int, ...], table_window: tuple[int, ...]) -> Tensor:
@@ -195,16 +172,9 @@ class WindowAttention(nn.Module):
         # a side no larger than the window is one window there, and is not shifted
         window = tuple(min(w, g) for w, g in zip(self.window, grid))
         shift = tuple(0 if g <= w else s for s, w, g in zip(self.shift, self.window, grid))
-        padded = tuple(math.ceil(g / w) * w for g, w in zip(grid, window))
-        xg = x.view(B, *grid, C)
         valid = None if tokens.mask is None else tokens.mask.view(B, *grid)
-        if padded != grid:  # pad at the end of every side; the pad is masked out below
-            pad = []
-            for g, p in zip(reversed(grid), reversed(padded)):
-                pad += [0, p - g]
-            xg = F.pad(xg, [0, 0] + pad)
-            valid = torch.ones(B, *grid, dtype=torch.bool, device=x.device) if valid is None else valid
-            valid = F.pad(valid, pad, value=False)
+        # pad at the end of every side to whole windows; the pad is masked out below
+        xg, valid, padded = pad_grid_masked(x.view(B, *grid, C), valid, grid, window)
         dims = tuple(range(1, self.rank + 1))
         if any(shift):
             neg = tuple(-s for s in shift)
@@ -238,6 +208,4 @@ class WindowAttention(nn.Module):
         og = window_reverse(o, window, padded)  # [B, *padded, C]
         if any(shift):
             og = torch.roll(og, shift, dims)
-        if padded != grid:
-            og = og[(slice(None),) + tuple(slice(0, g) for g in grid)]
-        return og.reshape(B, L, C)
+        return crop_grid(og, grid).reshape(B, L, C)

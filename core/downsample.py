@@ -9,30 +9,18 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .block import build_norm
 from .errors import InputError
+from .gridops import pad_grid
 from .tokens import Tokens
 
-__all__ = ["PatchMerging", "ConvDownsample", "pad_grid", "coarse_tokens"]
+__all__ = ["PatchMerging", "ConvDownsample", "coarse_tokens"]
 
 
 def _factors(factors, rank: int) -> tuple[int, ...]:
     return (factors,) * rank if isinstance(factors, int) else tuple(factors)
-
-
-def pad_grid(x: Tensor, grid: tuple[int, ...], factors: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
-    """Zero-pad ``[B, *grid, C]`` at the end of each side to a multiple of ``factors``."""
-    padded = tuple(math.ceil(g / f) * f for g, f in zip(grid, factors))
-    if padded != grid:
-        pad = []
-        for g, p in zip(reversed(grid), reversed(padded)):
-            pad += [0, p - g]
-        x = F.pad(x, [0, 0] + pad)
-    return x, padded
 
 
 def coarse_tokens(tokens: Tokens, x: Tensor, grid: tuple[int, ...], factors: tuple[int, ...]) -> Tokens:

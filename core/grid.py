@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .attention import WindowAttention, window_partition, window_reverse
+from .attention import WindowAttention
+from .gridops import crop_grid, pad_grid_masked, window_partition, window_reverse
 from .errors import InputError
 from .tokens import Tokens
 
@@ -140,24 +140,16 @@ class GridAttention(WindowAttention):
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
         grid, G, padded = self._layout(tokens)
         B, L, C = x.shape
-        xg = x.view(B, *grid, C)
-        valid = None if tokens.mask is None else tokens.mask.view(B, *grid, 1)
-        if padded != grid:
-            pad = []
-            for g, p in zip(reversed(grid), reversed(padded)):
-                pad += [0, p - g]
-            xg = F.pad(xg, [0, 0] + pad)
-            valid = torch.ones(B, *grid, 1, dtype=torch.bool, device=x.device) if valid is None else valid
-            valid = F.pad(valid, [0, 0] + pad, value=False)
+        valid = None if tokens.mask is None else tokens.mask.view(B, *grid)
+        xg, valid, _ = pad_grid_masked(x.view(B, *grid, C), valid, grid, G)
+        valid = None if valid is None else valid.unsqueeze(-1)  # [B, *padded, 1]
         # strided groups -> contiguous windows of side G; window attention does the rest
         xw = _to_window_layout(xg, G)  # [B, *padded, C]
         mask = None if valid is None else _to_window_layout(valid, G).reshape(B, -1)
         inner = Tokens(xw.reshape(B, -1, C), mask=mask, grid=padded)
         o = super().forward(inner.x, inner).view(B, *padded, C)
         o = _from_window_layout(o, G)
-        if padded != grid:
-            o = o[(slice(None),) + tuple(slice(0, g) for g in grid)]
-        return o.reshape(B, L, C)
+        return crop_grid(o, grid).reshape(B, L, C)
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
         """QK^T and AV inside every group of the padded grid: ``2 * B * L_pad * prod(G) * C``."""

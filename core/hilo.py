@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import dense_attention, window_partition, window_reverse
+from .attention import dense_attention
+from .gridops import pad_grid_masked, window_partition, window_reverse
 from .errors import InputError
 from .tokens import Tokens
 
@@ -94,15 +95,10 @@ class HiLoAttention(nn.Module):
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
         grid, window, padded = self._layout(tokens)
         B, L, C = x.shape
-        xg = tokens.zero_padding(x).view(B, *grid, C)
-        valid = None if tokens.mask is None else tokens.mask.view(B, *grid, 1)
-        if padded != grid:  # pad every side's end; the pad is masked
-            pad = []
-            for g, p in zip(reversed(grid), reversed(padded)):
-                pad += [0, p - g]
-            xg = F.pad(xg, [0, 0] + pad)
-            valid = torch.ones(B, *grid, 1, dtype=torch.bool, device=x.device) if valid is None else valid
-            valid = F.pad(valid, [0, 0] + pad, value=False)
+        valid = None if tokens.mask is None else tokens.mask.view(B, *grid)
+        # pad every side's end to whole windows; the pad is masked
+        xg, valid, _ = pad_grid_masked(tokens.zero_padding(x).view(B, *grid, C), valid, grid, window)
+        valid = None if valid is None else valid.unsqueeze(-1)  # [B, *padded, 1]
         win = window_partition(xg, window)  # [B * nW, N, C]
         win_valid = None if valid is None else window_partition(valid, window).squeeze(-1)  # [B*nW, N]
         outs = []

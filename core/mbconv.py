@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from .block import DropPath, TokenNorm
-from .downsample import coarse_tokens, pad_grid
+from .downsample import coarse_tokens
+from .gridops import pad_grid
 from .errors import InputError
 from .tokens import Tokens
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from .errors import InputError
 from .tokens import Tokens
 
-__all__ = ["GINE", "GatedGCN", "EdgeGatedConv", "knn_edges", "gine_reference", "gated_gcn_reference",
+__all__ = ["GINE", "GatedGCN", "knn_edges", "gine_reference", "gated_gcn_reference",
            "dense_adjacency"]
 
 

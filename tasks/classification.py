@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 

@@ -1,0 +1,69 @@
+"""Layout helpers for tokens on a regular grid of any rank: padding a grid to a multiple of a
+window, partitioning it into windows and back. Shared by every grid mixer and downsampler."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["pad_grid", "pad_grid_masked", "crop_grid", "window_partition", "window_reverse"]
+
+
+def _pad_spec(grid: tuple[int, ...], padded: tuple[int, ...]) -> list[int]:
+    pad = []  # F.pad wants the last dim first
+    for g, p in zip(reversed(grid), reversed(padded)):
+        pad += [0, p - g]
+    return pad
+
+
+def pad_grid(x: Tensor, grid: tuple[int, ...], multiple: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
+    """Zero-pad ``x: [B, *grid, C]`` at the end of each side to a multiple of ``multiple``."""
+    padded = tuple(math.ceil(g / m) * m for g, m in zip(grid, multiple))
+    if padded != tuple(grid):
+        x = F.pad(x, [0, 0] + _pad_spec(grid, padded))
+    return x, padded
+
+
+def pad_grid_masked(x: Tensor, valid: Tensor | None, grid: tuple[int, ...], multiple: tuple[int, ...]):
+    """:func:`pad_grid` plus the validity ``[B, *grid]`` bool (None = all valid): the padded cells
+    are marked invalid. Returns ``(x [B, *padded, C], valid [B, *padded] | None, padded)``; valid
+    stays None when nothing was padded and nothing was masked."""
+    x, padded = pad_grid(x, grid, multiple)
+    if padded != tuple(grid):
+        if valid is None:
+            valid = torch.ones(x.shape[0], *grid, dtype=torch.bool, device=x.device)
+        valid = F.pad(valid, _pad_spec(grid, padded), value=False)
+    return x, valid, padded
+
+
+def crop_grid(x: Tensor, grid: tuple[int, ...]) -> Tensor:
+    """Undo :func:`pad_grid`: ``[B, *padded, C] -> [B, *grid, C]``."""
+    if tuple(x.shape[1:-1]) == tuple(grid):
+        return x
+    return x[(slice(None),) + tuple(slice(0, g) for g in grid)]
+
+
+def window_partition(x: Tensor, window: tuple[int, ...]) -> Tensor:
+    """``[B, *grid, C] -> [B * nW, prod(window), C]``; every grid side divisible by its window."""
+    B, *grid, C = x.shape
+    r = len(grid)
+    shape = [B]
+    for g, w in zip(grid, window):
+        shape += [g // w, w]
+    x = x.view(*shape, C)
+    # [B, n1, w1, n2, w2, ..., C] -> [B, n1, n2, ..., w1, w2, ..., C]
+    perm = [0] + [1 + 2 * i for i in range(r)] + [2 + 2 * i for i in range(r)] + [2 * r + 1]
+    return x.permute(*perm).reshape(-1, math.prod(window), C)
+
+
+def window_reverse(windows: Tensor, window: tuple[int, ...], grid: tuple[int, ...]) -> Tensor:
+    """Inverse of :func:`window_partition`: ``[B * nW, prod(window), C] -> [B, *grid, C]``."""
+    r, C = len(grid), windows.shape[-1]
+    n = [g // w for g, w in zip(grid, window)]
+    x = windows.view(-1, *n, *window, C)
+    perm = [0]
+    for i in range(r):
+        perm += [1 + i, 1 + r + i]
+    return x.permute(*perm, 2 * r + 1).reshape(-1, *grid, C)
