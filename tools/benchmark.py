@@ -729,6 +729,15 @@ def peer_neighborhood(args, w: Writer):
                        batch=B),
             Subject("glocal NeighborhoodAttention (reference=True)", Ref(na), (tok_ref.x, tok_ref), config=cfg,
                     input_size=size, batch=B), args)
+    # the target: neighbourhood attention trains at <= 2x window attention of the same area
+    from glocal.core import WindowAttention
+
+    wa = WindowAttention(C, heads=heads, window=kernel)
+    tok_wa = Tokens(x.clone(), grid=(H, W))
+    cfg_wa = f"kernel {kernel} vs window {kernel}, heads {heads}, rel-pos bias"
+    compare(w, Subject("glocal NeighborhoodAttention", na, (tok.x, tok), config=cfg_wa, input_size=size, batch=B),
+            Subject("glocal WindowAttention", wa, (tok_wa.x, tok_wa), config=cfg_wa, input_size=size, batch=B),
+            args)
 
 
 def peer_scan(args, w: Writer):

@@ -40,8 +40,15 @@ mkdir -p "$cache"
     log="$cache/env-$key.log"
     # torch / torchvision are pinned to the releases this machine kind keeps in its local wheel
     # store, so nothing pulls a second multi-GB torch build.
+    # Packages whose build imports torch (marked "no-build-isolation" in the lock) are built in a
+    # second step against the pinned torch, so no isolated build env ever resolves another torch.
+    plain="$cache/env-$key.plain.txt"
+    grep -v 'no-build-isolation' "$lock" > "$plain"
+    nobuild=$(grep 'no-build-isolation' "$lock" | sed 's/#.*//' | xargs || true)
     if ! { "$env_dir/bin/python" -m pip install --upgrade "pip>=24" \
-           && "$env_dir/bin/python" -m pip install -r "$lock"; } >"$log" 2>&1; then
+           && "$env_dir/bin/python" -m pip install -r "$plain" \
+           && { [ -z "$nobuild" ] || "$env_dir/bin/python" -m pip install --no-deps --no-build-isolation $nobuild; }; \
+         } >"$log" 2>&1; then
       tail -n 30 "$log"; echo "[setup] pip failed; full log: $log"; exit 1
     fi
     touch "$env_dir/.complete"
