@@ -1,0 +1,43 @@
+"""Every shipped config loads, validates and builds; the published models match their reference
+parameter counts and run a forward pass."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from glocal.tasks.engine import build_model, load_config, validate_config
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.py"))
+CONFIGS = [p for p in CONFIGS if "_base_" not in p.parts]
+
+# whole classifier (stem + backbone + 1000-way head): (reference count, relative tolerance)
+PUBLISHED = {
+    "swin_t_in1k": (28_288_354, 0.01),  # timm swin_tiny_patch4_window7_224
+    "maxvit_t_in1k": (30_916_528, 0.01),  # timm maxvit_tiny_tf_224
+    "nat_mini_in1k": (20e6, 0.05),  # NAT paper: 20 M
+    "dinat_mini_in1k": (20e6, 0.05),  # DiNAT paper: 20 M
+    "vim_ti_in1k": (7e6, 0.10),  # Vim paper: 7 M
+    "vmamba_t_in1k": (22e6, 0.10),  # VMamba paper: 22 M
+}
+
+
+def test_every_published_model_has_a_config():
+    assert set(PUBLISHED) <= {p.stem for p in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_builds_and_runs(path):
+    cfg = load_config(path)
+    validate_config(cfg)
+    model = build_model(cfg).eval()
+    n = sum(p.numel() for p in model.parameters())
+    if path.stem in PUBLISHED:
+        ref, tol = PUBLISHED[path.stem]
+        assert abs(n - ref) / ref <= tol, f"{path.stem}: {n:,} parameters, reference {ref:,.0f}"
+    in_chans = model.adapter.in_chans
+    side = 224 if path.stem == "swin_t_in1k" else (28 if in_chans == 1 else 64)
+    batch = dict(inputs=torch.randint(0, 256, (1, in_chans, side, side), dtype=torch.uint8),
+                 data_samples=dict(label=torch.tensor([0])))
+    with torch.no_grad():
+        logits = model(**model.data_preprocessor(batch), mode="tensor")
+    assert logits.shape == (1, model.head.num_classes) and torch.isfinite(logits).all()
