@@ -3,12 +3,14 @@
 #
 #   .venv/bin/python tools/train.py configs/image/fashion_mnist_demo.py
 #
-# Model (UniFormer-like): a conv stem to a 14x14 grid, a stage of local blocks (depthwise conv +
-# FFN), then at 7x7 blocks with a local depthwise conv AND a global full attention.
+# Model (UniFormer-like): a conv stem to a 14x14 grid, a stage of local blocks (BatchNorm,
+# depthwise conv + FFN), then at 7x7 blocks with a local depthwise conv AND a global full attention.
+# Measured on the 2-core CPU (see the foundation issue's closing note): 91.16% top-1 on the test set
+# in 14.8 minutes wall, 7 epochs, 256K parameters.
 _base_ = ['../_base_/default_runtime.py']
 
 num_classes = 10
-epochs = 6
+epochs = 7
 
 model = dict(
     type='Classifier',
@@ -17,10 +19,11 @@ model = dict(
     backbone=dict(
         type='Backbone',
         downsample=dict(type='ConvDownsample', norm='LayerNorm'),  # 2x2 stride-2 conv: 14x14 -> 7x7
-        drop_path_rate=0.05,
+        drop_path_rate=0.0,
         stages=[
             dict(dim=48, depth=2, blocks=dict(
-                local=dict(type='DepthwiseConv', kernel=7),
+                norm='BatchNorm',
+                local=dict(type='DepthwiseConv', kernel=5),
                 ffn=dict(type='Mlp', ratio=3))),
             dict(dim=96, depth=2, blocks=dict(
                 local=dict(type='DepthwiseConv', kernel=3),
@@ -28,7 +31,7 @@ model = dict(
                 ffn=dict(type='Mlp', ratio=3))),
         ]),
     head=dict(type='ClsHead', num_classes=num_classes),
-    loss=dict(type='CrossEntropyLoss', label_smoothing=0.1),
+    loss=dict(type='CrossEntropyLoss', label_smoothing=0.0),
 )
 
 train_dataloader = dict(
@@ -36,7 +39,6 @@ train_dataloader = dict(
     num_workers=0,
     sampler=dict(type='SeededSampler', shuffle=True),
     dataset=dict(type='FashionMNIST', split='train', transforms=[
-        dict(type='RandomCrop', size=28, padding=2),
         dict(type='RandomFlip', p=0.5),
         dict(type='PackInputs'),
     ]),
@@ -51,11 +53,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.05))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=epochs, eta_min=1e-5, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=1)
+train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=epochs)
 val_cfg = dict()
 test_cfg = dict()
