@@ -8,7 +8,8 @@ default_hooks = dict(
     # progress: one line every `interval` iterations with epoch/iter, ETA, lr, time and loss
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # by_epoch follows train_cfg (glocal's build_runner fills it in); keep the last 3
+    # by_epoch follows train_cfg (glocal's build_runner fills it in): interval=1 is every epoch.
+    # An iteration-based config (train_cfg by_epoch=False) must set its own interval in iterations.
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
