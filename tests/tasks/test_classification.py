@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from glocal.core import ConfigError, Tokens
+from glocal.core import ConfigError
 from glocal.core.registry import METRICS, MODELS
 
 TINY = dict(type="Classifier",

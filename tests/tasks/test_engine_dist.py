@@ -26,8 +26,6 @@ def _free_port() -> int:
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="needs torch.distributed with gloo")
-@pytest.mark.skipif(not os.path.isfile("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"),
-                    reason="needs Debian's dataset-fashion-mnist")
 def test_two_process_cpu_training(tmp_path):
     # 64 images, batch 16 per rank, 2 ranks: 2 iterations per epoch, 2 epochs, validation after each
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",

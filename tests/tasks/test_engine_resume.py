@@ -7,7 +7,6 @@ not disturb the training RNG stream).
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from glocal.tasks.checkpoint import SafeCheckpointHook
 from glocal.tasks.engine import build_runner, load_config
 
 CONFIG = Path(__file__).parent / "configs" / "tiny_fashion_mnist.py"
-pytestmark = pytest.mark.skipif(not os.path.isfile("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"),
-                                reason="needs Debian's dataset-fashion-mnist")
 
 
 @pytest.fixture(autouse=True)
