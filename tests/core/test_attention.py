@@ -1,5 +1,4 @@
 """Full and window attention against dense references (float64 exact, float32 close, gradients)."""
-import itertools
 import math
 
 import pytest
