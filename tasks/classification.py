@@ -34,15 +34,20 @@ class Classifier(BaseModel):
         head: head config; ``in_dim`` defaults to the backbone's output width.
         loss: loss config (default cross-entropy).
         data_preprocessor: batch preprocessor config (device move, normalisation).
+        tta_flip_dims: test-time augmentation for ``predict``: input dims to flip (e.g. ``(-1,)``, a
+            horizontal flip of ``[B, C, H, W]`` images); the class probabilities of the plain and
+            each flipped input are averaged. Empty (default): no test-time augmentation.
+            ``"tensor"`` and ``"loss"`` modes are never augmented.
     """
 
     def __init__(self, adapter, backbone, head, loss=dict(type="CrossEntropyLoss"), data_preprocessor=None,
-                 init_cfg=None):
+                 tta_flip_dims=(), init_cfg=None):
         data_preprocessor = MODELS.build(data_preprocessor) if data_preprocessor else None
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.adapter, self.backbone = build_trunk(adapter, backbone)
         self.head = HEADS.build(head, in_dim=self.backbone.out_dim)
         self.loss_fn = LOSSES.build(loss)
+        self.tta_flip_dims = tuple(int(d) for d in tta_flip_dims)
 
     def extract(self, inputs: Tensor):
         return self.backbone(self.adapter(inputs))
@@ -55,6 +60,9 @@ class Classifier(BaseModel):
             return dict(loss=self.loss_fn(logits, data_samples["label"]))
         if mode == "predict":
             scores = logits.float().softmax(-1).detach()
+            for d in self.tta_flip_dims:  # test-time flips: average the class probabilities
+                scores = scores + self.head(self.extract(inputs.flip(d)).last).float().softmax(-1).detach()
+            scores = scores / (1 + len(self.tta_flip_dims))
             labels = data_samples["label"] if data_samples is not None else [None] * len(scores)
             return [dict(pred_scores=s, pred_label=s.argmax(), gt_label=y) for s, y in zip(scores, labels)]
         raise ValueError(f"Classifier mode must be 'tensor', 'loss' or 'predict'; got {mode!r}")

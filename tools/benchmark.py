@@ -405,6 +405,8 @@ def suite_scaling(args, w: Writer):
     full_cap = args.full_cap or (1024 if args.quick else 16384)
     sweep = {}
     for label, cfg, structure in _scaling_mixers(args):
+        if args.match and not any(m.lower() in label.lower() for m in args.match):
+            continue
         if cfg is None:
             w.add(component=label, config="1D sweep", note=structure)
             continue
@@ -796,6 +798,7 @@ def parse_args(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", help="scaling: sequence lengths (default 1K..64K)")
     p.add_argument("--full-cap", type=int, help="scaling: largest L for full attention (default 16384)")
     p.add_argument("--max-step-s", type=float, default=60.0, help="scaling: stop a sweep after a step this long")
+    p.add_argument("--match", nargs="+", help="scaling: sweep only mixers whose label contains one of these")
     p.add_argument("--only", nargs="+", choices=list(PEERS), help="peers: run only these comparisons")
     args = p.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)

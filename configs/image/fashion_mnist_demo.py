@@ -3,14 +3,15 @@
 #
 #   .venv/bin/python tools/train.py configs/image/fashion_mnist_demo.py
 #
-# Model (UniFormer-like): a conv stem to a 14x14 grid, a stage of local blocks (BatchNorm,
-# depthwise conv + FFN), then at 7x7 blocks with a local depthwise conv AND a global full attention.
-# Measured on the 2-core CPU (see the foundation issue's closing note): 91.29% top-1 on the test set
-# in 14.5 minutes wall, 7 epochs, 256K parameters.
+# Model (UniFormer-like): a conv stem to a 14x14 grid, one local block (BatchNorm, depthwise conv +
+# FFN), then at 7x7 blocks with a local depthwise conv AND a global full attention. 239K parameters.
+# Evaluation averages the class probabilities of each test image and its horizontal flip
+# (tta_flip_dims). Measured solo on the 2-core CPU: 92.39% top-1 (91.89% without the flip) in
+# 12.3 minutes wall, 9 epochs; more runs in the README.
 _base_ = ['../_base_/default_runtime.py']
 
 num_classes = 10
-epochs = 7
+epochs = 9
 
 model = dict(
     type='Classifier',
@@ -21,7 +22,7 @@ model = dict(
         downsample=dict(type='ConvDownsample', norm='LayerNorm'),  # 2x2 stride-2 conv: 14x14 -> 7x7
         drop_path_rate=0.0,
         stages=[
-            dict(dim=48, depth=2, blocks=dict(
+            dict(dim=48, depth=1, blocks=dict(
                 norm='BatchNorm',
                 local=dict(type='DepthwiseConv', kernel=5),
                 ffn=dict(type='Mlp', ratio=3))),
@@ -32,10 +33,11 @@ model = dict(
         ]),
     head=dict(type='ClsHead', num_classes=num_classes),
     loss=dict(type='CrossEntropyLoss', label_smoothing=0.1),
+    tta_flip_dims=(-1,),  # evaluate on the image and its horizontal flip (training flips too)
 )
 
 train_dataloader = dict(
-    batch_size=128,
+    batch_size=64,
     num_workers=0,
     sampler=dict(type='SeededSampler', shuffle=True),
     dataset=dict(type='FashionMNIST', split='train', transforms=[
@@ -55,7 +57,7 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=400),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=epochs, eta_min=1e-5, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=epochs)

@@ -26,6 +26,22 @@ def test_modes():
     assert len(preds) == 4 and preds[2]["gt_label"] == 2 and preds[0]["pred_scores"].shape == (10,)
 
 
+def test_flip_tta_averages_probabilities_of_plain_and_flipped_inputs():
+    torch.manual_seed(0)
+    model = MODELS.build(dict(TINY, tta_flip_dims=(-1,))).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = (model(x).softmax(-1) + model(x.flip(-1)).softmax(-1)) / 2
+        preds = model(x, mode="predict")
+        plain = MODELS.build(TINY)
+        plain.load_state_dict(model.state_dict())
+        plain_scores = torch.stack([p["pred_scores"] for p in plain.eval()(x, mode="predict")])
+    scores = torch.stack([p["pred_scores"] for p in preds])
+    torch.testing.assert_close(scores, expected)
+    assert not torch.allclose(scores, plain_scores, atol=1e-4)  # the flip changed something
+    assert torch.allclose(scores.sum(-1), torch.ones(3))
+
+
 def test_backbone_gets_adapter_downsampler_by_default():
     model = MODELS.build(TINY)
     assert type(model.backbone.downsamplers[1]).__name__ == "PatchMerging"  # from the adapter
