@@ -52,8 +52,11 @@ class Classifier(BaseModel):
     def extract(self, inputs: Tensor):
         return self.backbone(self.adapter(inputs))
 
+    def logits(self, inputs: Tensor) -> Tensor:
+        return self.head(self.extract(inputs).last)  # [B, K]
+
     def forward(self, inputs: Tensor, data_samples: dict | None = None, mode: str = "tensor"):
-        logits = self.head(self.extract(inputs).last)  # [B, K]
+        logits = self.logits(inputs)
         if mode == "tensor":
             return logits
         if mode == "loss":
@@ -61,7 +64,7 @@ class Classifier(BaseModel):
         if mode == "predict":
             scores = logits.float().softmax(-1).detach()
             for d in self.tta_flip_dims:  # test-time flips: average the class probabilities
-                scores = scores + self.head(self.extract(inputs.flip(d)).last).float().softmax(-1).detach()
+                scores = scores + self.logits(inputs.flip(d)).float().softmax(-1).detach()
             scores = scores / (1 + len(self.tta_flip_dims))
             labels = data_samples["label"] if data_samples is not None else [None] * len(scores)
             return [dict(pred_scores=s, pred_label=s.argmax(), gt_label=y) for s, y in zip(scores, labels)]
