@@ -7,28 +7,34 @@ The selective scan, per channel ``d`` and state index ``n``, with input-dependen
     h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t          # h: [B, D, N]
     y_t = C_t . h_t + D * u_t,        y <- y * silu(z)        # y: [B, D]
 
-Two implementations sit side by side and are tested against each other (outputs and gradients):
+The implementations sit side by side and are tested against each other (outputs and gradients):
 
 - :func:`selective_scan_ref`: the plain recurrence, discretising inside the loop, on autograd;
-- :func:`selective_scan`: the chunked scan. Per chunk of ``T`` steps the discretisation
-  (``exp(dt * A)``, ``dt * u * B``) and the read-outs (``C . h``, batched matmuls) run as single
-  vectorised ops over ``[T, B, N, D]`` work buffers; only the state update steps through time,
-  one fused ``addcmul`` per step. A hand-written backward recomputes each chunk from the state
-  saved at its start and runs the adjoint recurrence backwards the same way, so nothing larger
-  than ``O(B * D * T * N)`` is held at once (plus the ``[L / T, B, D, N]`` chunk-start states).
+- :func:`selective_scan`: the chunked scan. The state is saved at the start of every chunk of
+  ``T`` steps; the backward recomputes each chunk from its saved state and runs the adjoint
+  recurrence backwards through it, so nothing larger than one chunk's work is held at once (plus
+  the ``[L / T, B, D, N]`` chunk-start states). Two backends run it on CPU:
+
+  - the compiled kernel (``core/scan_kernel.c``, built with the system C compiler on first use,
+    see :mod:`glocal.core.scan_kernel`): one fused, vectorised sweep per chunk, threads over
+    blocks of channels. ``backend="auto"`` picks it whenever it builds;
+  - pure PyTorch (``backend="torch"``, and the fallback without a compiler): per chunk the
+    discretisation (``exp(dt * A)``, ``dt * u * B``) and the read-outs (``C . h``, batched
+    matmuls) run as single vectorised ops over ``[T, B, N, D]`` work buffers, and only the state
+    update steps through time, one fused ``addcmul`` per step.
+
   When ``mamba_ssm`` is importable and the tensors are on CUDA its fused kernel is used instead;
   it is never required.
 
 Why a per-step update inside the chunk rather than a parallel (log-space cumsum) one: A is per
 ``(d, n)`` in Mamba-1, so a closed form within the chunk splits the cumulative decay into
 ``exp(S_t) * exp(-S_s)`` factors, which overflow for strongly decaying channels (float32 past
-``|S| ~ 88``); the recurrence multiplies decays ``<= 1`` only and is exact. On a CPU the extra
-passes over ``[T, B, N, D]`` a parallel form needs cost about what the per-step ops do.
+``|S| ~ 88``); the recurrence multiplies decays ``<= 1`` only and is exact.
 
-Speed (``python tools/bench_ssm.py``; B=2, L=4096, D=768, N=16 on a shared 2-core CPU): forward
-and backward together about 6-7x faster than the reference, the forward alone about 3-4x. What is
-left is elementwise passes over ``[T, B, N, D]`` and one small op per step, which only a fused
-kernel (mamba_ssm on CUDA) removes.
+Speed: ``python tools/benchmark.py --suite peers --only scan`` (B=2, L=4096, D=768, N=16, forward
++ backward against the reference, in one process); BASELINES.md has the measured ratios. The
+PyTorch path is bound by its elementwise passes over ``[T, B, N, D]`` and by one small op per step;
+the compiled kernel does each step's work for 16 channels in registers.
 """
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from . import scan_kernel
+from .scan_kernel import contiguous_rows as _rows
 from .block import apply_norm, build_norm
 from .errors import InputError
 from .tokens import Tokens
@@ -46,7 +54,9 @@ from .tokens import Tokens
 __all__ = ["selective_scan", "selective_scan_ref", "scan_macs", "Mamba", "SS2D", "DIRECTIONS",
            "DEFAULT_CHUNK"]
 
-DEFAULT_CHUNK = 16  # steps per chunk; tuned on a 2-core CPU (tools/bench_ssm.py --chunks 4 8 16 32 64)
+DEFAULT_CHUNK = 16  # steps per chunk of the PyTorch path; tuned on a 2-core CPU (4 to 64 tried)
+DEFAULT_FUSED_CHUNK = 16  # steps per chunk of the compiled kernel: its backward buffers stay in L2
+BACKENDS = ("auto", "torch", "kernel")
 
 
 # --- the plain reference ---------------------------------------------------------------------------
@@ -146,11 +156,6 @@ def _chunk_states(x: Tensor, dt: Tensor, A_t: Tensor, Bm: Tensor, h0: Tensor, dA
         hs[t].addcmul_(dAs[t], hs[t - 1])
 
 
-def _rows(t: Tensor) -> Tensor:
-    """``t`` itself when its last dim is contiguous (enough for elementwise ops), else a copy."""
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 class _ChunkedScan(torch.autograd.Function):
     """``y_t = C_t . h_t``, ``h_t = exp(dt_t A) h_{t-1} + x_t B_t`` (``x = dt * u``).
 
@@ -223,12 +228,16 @@ class _ChunkedScan(torch.autograd.Function):
         return gx, gdt, gA, gB, gC, None
 
 
-def _scan_time_major(x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor, chunk: int | None) -> Tensor:
+def _scan_time_major(x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor, chunk: int | None,
+                     fused: bool) -> Tensor:
     """The chunked scan on ``[L, B, ...]`` views: ``x = dt * u``, ``dt: [L, B, D]``, ``A: [D, N]``,
-    ``Bm, Cm: [L, B, G, N]`` -> ``[L, B, D]`` (without the skip and the gate)."""
+    ``Bm, Cm: [L, B, G, N]`` -> ``[L, B, D]`` (without the skip and the gate). ``fused``: the
+    compiled kernel (core/scan_kernel.c) instead of PyTorch ops."""
     D, N = A.shape
     G = Bm.shape[2]
     A_t = A.reshape(G, D // G, N).transpose(1, 2).contiguous()  # [G, N, Dg]: channels innermost
+    if fused:
+        return scan_kernel.FusedScan.apply(x, dt, A_t, Bm, Cm, chunk or DEFAULT_FUSED_CHUNK)
     return _ChunkedScan.apply(x, dt, A_t, Bm, Cm, chunk or DEFAULT_CHUNK)
 
 
@@ -296,9 +305,11 @@ def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
                    chunk: int | None = None, backend: str = "auto") -> Tensor:
     """The selective scan, chunked (same arguments and result as :func:`selective_scan_ref`).
 
-    ``chunk`` steps are discretised and read out at once (default :data:`DEFAULT_CHUNK`);
-    ``backend="auto"`` uses mamba_ssm's CUDA kernel when importable and ``u`` is on CUDA,
-    ``"torch"`` always the pure-PyTorch path.
+    ``chunk``: steps between saved states (default :data:`DEFAULT_FUSED_CHUNK` for the compiled
+    kernel, :data:`DEFAULT_CHUNK` for PyTorch). ``backend``: ``"auto"`` uses mamba_ssm's CUDA
+    kernel for CUDA tensors when it is importable, and on CPU the compiled kernel when it builds
+    (see :mod:`glocal.core.scan_kernel`), else PyTorch; ``"kernel"`` requires the compiled kernel;
+    ``"torch"`` always runs the pure-PyTorch chunks.
 
     Example:
         >>> import torch
@@ -308,8 +319,8 @@ def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
         >>> torch.allclose(y, selective_scan_ref(u, dt, A, B, C), atol=1e-5)
         True
     """
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"selective_scan backend must be 'auto' or 'torch'; got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"selective_scan backend must be one of {BACKENDS}; got {backend!r}")
     if backend == "auto" and u.is_cuda:
         kernel = _mamba_ssm_kernel()
         if kernel is not None:
@@ -321,6 +332,10 @@ def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
     dt = _prepare_dt(dt, dt_bias, dt_softplus)
     Bg, Cg = _grouped(B, Dm, "B"), _grouped(C, Dm, "C")
     work = torch.promote_types(u.dtype, torch.float32)  # half inputs scan in float32
+    fused = backend != "torch" and u.device.type == "cpu" and scan_kernel.available(work)
+    if backend == "kernel" and not fused:
+        raise InputError("selective_scan(backend='kernel') needs CPU tensors and a C compiler to build "
+                         "core/scan_kernel.c (set CC, or use backend='auto' / 'torch')")
     x, dt = (dt * u).to(work), dt.to(work)
     channel_major = x.stride(-1) == 1 and L > 1  # [B, D, L] storage: transpose in tiles, once
     if channel_major:
@@ -328,7 +343,7 @@ def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
     else:  # token-major storage ([B, L, D], as a Mamba layer makes it): time-major views suffice
         x, dt = x.permute(2, 0, 1), dt.permute(2, 0, 1)
     y = _scan_time_major(x, dt, A.to(work), Bg.to(work).permute(3, 0, 1, 2), Cg.to(work).permute(3, 0, 1, 2),
-                         chunk)  # [L, B, D]
+                         chunk, fused)  # [L, B, D]
     y = (_ChannelMajor.apply(y) if channel_major else y.permute(1, 2, 0)).to(u.dtype)  # [B, D, L]
     if D is not None:
         y = y + u * D[:, None]

@@ -18,7 +18,8 @@ Suites:
   our Swin block vs timm's ``SwinTransformerBlock``, our MaxViT block vs timm's ``MaxxVitBlock``,
   GINE + FullAttention parallel blocks vs PyG ``GPSConv`` (x10, 32 molecule-sized graphs), our
   Conformer vs torchaudio's, natten's ``na2d`` vs our NeighborhoodAttention (forward only), the
-  neighbourhood-attention fast path vs its reference, the chunked scan vs the sequential one.
+  neighbourhood-attention fast path vs its reference, the chunked scan (the compiled kernel when
+  it builds here, and the pure-PyTorch chunks) vs the sequential one.
   Components another part of glocal does not provide yet are listed with a note.
 
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
@@ -45,6 +46,7 @@ import argparse
 import contextlib
 import csv
 import datetime
+import functools
 import math
 import os
 import platform
@@ -743,7 +745,11 @@ def peer_neighborhood(args, w: Writer):
 
 
 def peer_scan(args, w: Writer):
+    """The chunked selective scan, with each backend this machine has (the compiled CPU kernel,
+    the pure-PyTorch chunks), against the sequential reference, at Mamba's shapes. Inputs are
+    token-major ``[B, L, D]`` storage viewed as ``[B, D, L]``, as a Mamba layer produces them."""
     try:
+        from glocal.core import scan_kernel
         from glocal.core.ssm import scan_macs, selective_scan, selective_scan_ref
     except ImportError as e:
         return _skip(w, "glocal selective_scan", "selective_scan_ref", f"core/ssm.py missing ({_note(e)})")
@@ -752,18 +758,25 @@ def peer_scan(args, w: Writer):
 
     def inputs():
         g.manual_seed(0)
-        u = torch.randn(B, D, L, generator=g)
-        dt = torch.randn(B, D, L, generator=g) - 2.0
-        A = -torch.arange(1, N + 1, dtype=torch.float32).repeat(D, 1)
-        Bm, Cm = torch.randn(B, N, L, generator=g), torch.randn(B, N, L, generator=g)
-        return (u, dt, A, Bm, Cm, torch.ones(D), torch.randn(B, D, L, generator=g))
+
+        def seq(rows, shift=0.0):  # [B, rows, L] views of [B, L, rows] storage
+            return (torch.randn(B, L, rows, generator=g) + shift).transpose(1, 2)
+
+        u, dt = seq(D), seq(D, -2.0)  # softplus(dt - 2) ~ 0.1: Mamba's dt range
+        Bm, Cm, z = seq(N), seq(N), seq(D)
+        A = -torch.arange(1, N + 1, dtype=torch.float32).repeat(D, 1)  # S4D-real init
+        return (u, dt, A, Bm, Cm, torch.ones(D), z)
 
     macs = scan_macs(B, D, L, N)
     size, cfg = f"L={L}, D={D}, N={N}", "selective scan with D skip and z gate"
-    compare(w, Subject("glocal selective_scan (chunked)", Fn(selective_scan, macs), inputs(), config=cfg,
-                       input_size=size, batch=B),
-            Subject("selective_scan_ref (sequential)", Fn(selective_scan_ref, macs), inputs(), config=cfg,
-                    input_size=size, batch=B), args, budget_s=30.0)
+    backends = (["kernel"] if scan_kernel.available() else []) + ["torch"]
+    for backend in backends:
+        fn = functools.partial(selective_scan, backend=backend)
+        name = {"kernel": "compiled kernel", "torch": "PyTorch chunks"}[backend]
+        compare(w, Subject(f"glocal selective_scan ({name})", Fn(fn, macs), inputs(), config=cfg,
+                           input_size=size, batch=B),
+                Subject("selective_scan_ref (sequential)", Fn(selective_scan_ref, macs), inputs(), config=cfg,
+                        input_size=size, batch=B), args, budget_s=30.0)
 
 
 PEERS = dict(swin=peer_swin, maxvit=peer_maxvit, gps=peer_gps, conformer=peer_conformer,

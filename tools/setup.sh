@@ -13,8 +13,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 lock="$root/tools/requirements.lock"
 python=${GLOCAL_PYTHON:-python3}
 
-# --- 1. Debian packages the toolkit reads data or decodes media with ----------------------------
-debs=(dataset-fashion-mnist ffmpeg)
+# --- 1. Debian packages the toolkit reads data or decodes media with, and the C compiler that ----
+# builds the optional compiled selective scan (core/scan_kernel.c) on first use
+debs=(dataset-fashion-mnist ffmpeg gcc libc6-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

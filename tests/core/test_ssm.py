@@ -1,17 +1,23 @@
-"""Selective scans: the chunked scan against the sequential reference (outputs and gradients,
-float64 and float32), the hand-written backward by gradcheck, and the Mamba mixer in every
+"""Selective scans: the chunked scan (each backend: pure PyTorch, and the compiled CPU kernel
+wherever a C compiler is present) against the sequential reference (outputs and gradients,
+float64 and float32), the hand-written backwards by gradcheck, and the Mamba mixer in every
 direction (causality, padding, paths, gradients, MAC count)."""
+import os
+import shutil
 import sys
 
 import pytest
 import torch
 
-from glocal.core import MIXERS, Tokens
+from glocal.core import MIXERS, Tokens, scan_kernel
 from glocal.core.errors import InputError, MissingStructureError
 from glocal.core.ssm import (SS2D, Mamba, _grid_paths, _mamba_ssm_kernel, scan_macs, selective_scan,
                              selective_scan_ref)
 
 DIRECTIONS = ("forward", "backward", "bidirectional", "grid", "order", "order_bidirectional")
+# with a C compiler on the machine the kernel must build: a failed build fails its tests, it is not skipped
+HAS_CC = bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc"))
+BACKENDS = ["torch", "kernel"] if HAS_CC or scan_kernel.available() else ["torch"]
 
 
 def _scan_inputs(Bsz=2, D=6, L=37, N=4, G=None, dtype=torch.float64, dt_scale=1.0):
@@ -24,8 +30,8 @@ def _scan_inputs(Bsz=2, D=6, L=37, N=4, G=None, dtype=torch.float64, dt_scale=1.
     return [t.requires_grad_() for t in (u, dt, A, B, C, Dp, z, bias)]
 
 
-def _compare(args, chunk, **kw):
-    y = selective_scan(*args, chunk=chunk, **kw)
+def _compare(args, chunk, backend="torch", **kw):
+    y = selective_scan(*args, chunk=chunk, backend=backend, **kw)
     y_ref = selective_scan_ref(*args, **kw)
     g = torch.randn_like(y_ref)
     grads = torch.autograd.grad(y, args, g)
@@ -35,52 +41,114 @@ def _compare(args, chunk, **kw):
     return err_y, err_g, y
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("L,chunk", [(37, 1), (37, 5), (37, 16), (37, 64), (16, 16), (50, 7)])
 @pytest.mark.parametrize("G", [None, 2])
-def test_chunked_scan_matches_reference_float64(L, chunk, G):
-    err_y, err_g, y = _compare(_scan_inputs(L=L, G=G), chunk)
+def test_chunked_scan_matches_reference_float64(L, chunk, G, backend):
+    err_y, err_g, y = _compare(_scan_inputs(L=L, G=G), chunk, backend)
     assert y.shape == (2, 6, L)
     assert err_y <= 1e-6 and err_g <= 1e-6, (err_y, err_g)
 
 
-def test_token_major_storage_matches_reference():
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("D,G", [(37, None), (40, 2), (64, 4)])
+def test_channel_blocks_full_and_partial(D, G, backend):
+    """The kernel vectorises blocks of 16 channels per group: full blocks, a partial last block
+    (37 = 2 x 16 + 5; groups of 20 = 16 + 4) and groups of exactly one block."""
+    err_y, err_g, _ = _compare(_scan_inputs(D=D, G=G, L=45, N=5), 8, backend)
+    assert err_y <= 1e-6 and err_g <= 1e-6, (err_y, err_g)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_token_major_storage_matches_reference(backend):
     """[B, D, L] views of [B, L, D] memory (what the Mamba mixer passes) take the no-transpose path."""
     args = _scan_inputs(L=29, G=2)
     args = [a.detach().transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_() if a.dim() >= 3 else a
             for a in args]
     assert args[0].stride(1) == 1
-    err_y, err_g, _ = _compare(args, 8)
+    err_y, err_g, _ = _compare(args, 8, backend)
     assert err_y <= 1e-6 and err_g <= 1e-6
 
 
-def test_chunked_scan_matches_reference_float32():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chunked_scan_matches_reference_float32(backend):
     """float32 tolerance: 1e-4 on outputs and (relative to their scale) on gradients."""
-    err_y, err_g, _ = _compare(_scan_inputs(L=100, D=8, N=16, dtype=torch.float32), 16)
+    err_y, err_g, _ = _compare(_scan_inputs(L=100, D=40, N=16, dtype=torch.float32), 16, backend)
     assert err_y <= 1e-4 and err_g <= 1e-4, (err_y, err_g)
 
 
-def test_chunked_scan_plain_arguments():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chunked_scan_plain_arguments(backend):
     """Without skip, gate, bias or softplus (dt used as given, e.g. a masked dt)."""
     u, dt, A, B, C, *_ = _scan_inputs(L=23)
     dt = dt.detach().abs().requires_grad_()
     args = [u, dt, A, B, C]
-    err_y, err_g, _ = _compare(args, 4, dt_softplus=False)
+    err_y, err_g, _ = _compare(args, 4, backend, dt_softplus=False)
     assert err_y <= 1e-6 and err_g <= 1e-6
 
 
-def test_strong_decay_stays_finite_and_exact():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_strong_decay_stays_finite_and_exact(backend):
     """Large dt * A (state forgets within a step) is where log-space scans overflow; this one
-    multiplies decays <= 1 only."""
+    multiplies decays <= 1 only (the kernel's exp also underflows gracefully, to ~1e-38 / 0)."""
     args = _scan_inputs(L=40, dt_scale=30.0)
     args[2] = (args[2].detach() * 10).requires_grad_()  # A down to -30
-    err_y, err_g, y = _compare(args, 16)
+    err_y, err_g, y = _compare(args, 16, backend)
     assert torch.isfinite(y).all()
     assert err_y <= 1e-6 and err_g <= 1e-6
 
 
-def test_hand_written_backward_gradcheck():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_written_backward_gradcheck(backend):
     u, dt, A, B, C, Dp, z, bias = _scan_inputs(Bsz=1, D=4, L=7, N=3, G=2)
-    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, chunk=3), (u, dt, A, B, C, Dp, z, bias))
+    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, chunk=3, backend=backend),
+                                    (u, dt, A, B, C, Dp, z, bias))
+
+
+@pytest.mark.skipif("kernel" not in BACKENDS, reason="no C compiler: the compiled scan cannot be built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_threads_split_the_channel_blocks(dtype):
+    """Threads run disjoint ranges of channel blocks and sum their partial gradients: any thread
+    count gives the one-thread result (up to summation order)."""
+    args = _scan_inputs(Bsz=3, D=50, L=33, N=4, G=2, dtype=dtype)
+    g = torch.randn(3, 50, 33, dtype=dtype)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 5):
+            torch.set_num_threads(n)
+            y = selective_scan(*args, chunk=8, backend="kernel")
+            results.append((y, *torch.autograd.grad(y, args, g)))
+    finally:
+        torch.set_num_threads(threads)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert (a - b).abs().max() <= tol * max(1.0, a.abs().max().item())
+
+
+@pytest.mark.skipif("kernel" not in BACKENDS, reason="no C compiler: the compiled scan cannot be built")
+def test_kernel_leaves_denormals_alone():
+    """The kernel is built without -ffast-math: loading it must not switch the process to
+    flush-denormals-to-zero (which -ffast-math's startup code would do)."""
+    assert scan_kernel.available(torch.float32) and scan_kernel.available(torch.float64)
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert (tiny * 1.5).item() != 0.0
+
+
+def test_kernel_can_be_switched_off(monkeypatch):
+    """``GLOCAL_SCAN_KERNEL=0`` (or no compiler): ``auto`` runs PyTorch, ``kernel`` says why it cannot."""
+    monkeypatch.setenv("GLOCAL_SCAN_KERNEL", "0")
+    scan_kernel._library.cache_clear()
+    try:
+        assert not scan_kernel.available()
+        args = [t.detach() for t in _scan_inputs(L=12)]
+        assert torch.equal(selective_scan(*args, backend="auto"), selective_scan(*args, backend="torch"))
+        with pytest.raises(InputError, match="C compiler"):
+            selective_scan(*args, backend="kernel")
+    finally:
+        monkeypatch.delenv("GLOCAL_SCAN_KERNEL")
+        scan_kernel._library.cache_clear()
 
 
 def test_half_precision_inputs_scan_in_float32():
@@ -93,7 +161,8 @@ def test_half_precision_inputs_scan_in_float32():
 
 def test_backend_choice_and_missing_mamba_ssm(monkeypatch):
     args = [t.detach() for t in _scan_inputs(L=12)]
-    assert torch.equal(selective_scan(*args, backend="torch"), selective_scan(*args, backend="auto"))
+    best = "kernel" if "kernel" in BACKENDS else "torch"  # what auto picks on CPU
+    assert torch.equal(selective_scan(*args, backend=best), selective_scan(*args, backend="auto"))
     with pytest.raises(ValueError, match="backend"):
         selective_scan(*args, backend="cuda")
     monkeypatch.setitem(sys.modules, "mamba_ssm", None)  # makes the import fail
