@@ -85,7 +85,7 @@ class Registry:
             factory = kind
         else:
             factory = self.get(kind)
-        params = _parameters(factory)
+        params = accepted_args(factory)
         if params is not None:
             unknown = [k for k in cfg if k not in params]
             if unknown:
@@ -102,20 +102,28 @@ class Registry:
         return f"Registry({self.name!r}, {len(self._items)} entries)"
 
 
-def _parameters(factory: Callable) -> list[str] | None:
-    """Keyword names the factory accepts, or None when it takes ``**kwargs``. A model family that
-    takes ``**overrides`` of a dataclass config (``config_class``) accepts that config's fields."""
+def accepted_args(factory: Callable) -> list[str] | None:
+    """Keyword names ``factory`` accepts, or None when that cannot be known. A model family that
+    takes ``**overrides`` of a dataclass config (``config_class``) accepts that config's fields; a
+    class whose ``__init__`` takes ``**kwargs`` accepts, besides its own names, those of the next
+    ``__init__`` up its MRO (where the kwargs go through ``super().__init__``)."""
     config_class = getattr(factory, "config_class", None)
     if config_class is not None:
         return [f.name for f in dataclasses.fields(config_class)]
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return [n for n, p in sig.parameters.items() if n != "self" and p.kind is not p.VAR_POSITIONAL]
+    inits = ([k.__dict__["__init__"] for k in factory.__mro__ if "__init__" in k.__dict__ and k is not object]
+             if inspect.isclass(factory) else [factory])
+    names: list[str] = []
+    for init in inits:
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names += [p.name for p in params
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    # **kwargs all the way up: for a class they end in object(), which takes none
+    return names if inspect.isclass(factory) else None
 
 
 MIXERS = Registry("mixer")  # local encoders, global mixers and FFNs: forward(x [B,L,C], tokens)

@@ -25,7 +25,6 @@ TensorBoard under ``work_dir/<timestamp>/``.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime
 import functools
 import inspect
@@ -55,7 +54,8 @@ from mmengine.runner.loops import IterBasedTrainLoop as _MMIterBasedTrainLoop
 from torch.utils.data import DataLoader
 
 from glocal.core.errors import ConfigError, GlocalError, close_names
-from glocal.core.registry import ALL_REGISTRIES, DATASETS, METRICS, MODELS, TRANSFORMS, load_catalogs
+from glocal.core.registry import (ALL_REGISTRIES, DATASETS, METRICS, MODELS, TRANSFORMS, accepted_args,
+                                  load_catalogs)
 
 from .checkpoint import (CheckpointError, SafeCheckpointHook, decode_state, load_weights, parameter_digest,
                          save_safetensors)
@@ -91,33 +91,8 @@ def load_config(cfg: str | os.PathLike | Mapping | Config) -> Config:
 
 
 def _accepted_args(factory) -> set[str] | None:
-    """Keyword names ``factory`` accepts (following ``**kwargs`` up the MRO), or None if unknown."""
-    config_class = getattr(factory, "config_class", None)
-    if config_class is not None:
-        return {f.name for f in dataclasses.fields(config_class)}
-    if not inspect.isclass(factory):
-        try:
-            params = inspect.signature(factory).parameters.values()
-        except (TypeError, ValueError):
-            return None
-        if any(p.kind is p.VAR_KEYWORD for p in params):
-            return None
-        return {p.name for p in params if p.kind is not p.VAR_POSITIONAL}
-    names: set[str] = set()
-    for klass in factory.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        if klass is object:  # object() takes no arguments: the names so far are all there are
-            return names
-        try:
-            params = inspect.signature(init).parameters.values()
-        except (TypeError, ValueError):
-            return None
-        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return names
-    return None
+    names = accepted_args(factory)
+    return None if names is None else set(names)
 
 
 def _glocal_factory(name: str):
