@@ -26,43 +26,31 @@ from .tokens import Tokens
 __all__ = ["GridAttention", "grid_partition", "grid_reverse", "grid_attention_ref"]
 
 
-def _to_window_layout(x: Tensor, groups: tuple[int, ...]) -> Tensor:
+def _regroup(x: Tensor, groups: tuple[int, ...], inverse: bool = False) -> Tensor:
     """``[B, *grid, C]`` (each side a multiple of its ``G``) -> the same cells reordered so that
     strided group ``(i mod s)`` becomes the contiguous window ``(i mod s)``: cell ``i = p * s + a``
-    (``p < G`` in-group position, ``a < s`` group) moves to ``a * G + p``."""
+    (``p < G`` in-group position, ``a < s`` group) moves to ``a * G + p``; ``inverse`` undoes it.
+    Each side splits into two axes that swap places: ``(p, a) -> (a, p)``, or back."""
     B, *grid, C = x.shape
     r = len(grid)
     shape = [B]
     for g, G in zip(grid, groups):
-        shape += [G, g // G]  # (p, a)
+        shape += [g // G, G] if inverse else [G, g // G]
     perm = [0]
     for d in range(r):
-        perm += [2 + 2 * d, 1 + 2 * d]  # (a, p)
-    return x.reshape(*shape, C).permute(*perm, 2 * r + 1).reshape(B, *grid, C)
-
-
-def _from_window_layout(x: Tensor, groups: tuple[int, ...]) -> Tensor:
-    """Inverse of :func:`_to_window_layout`."""
-    B, *grid, C = x.shape
-    r = len(grid)
-    shape = [B]
-    for g, G in zip(grid, groups):
-        shape += [g // G, G]  # (a, p)
-    perm = [0]
-    for d in range(r):
-        perm += [2 + 2 * d, 1 + 2 * d]  # (p, a)
+        perm += [2 + 2 * d, 1 + 2 * d]
     return x.reshape(*shape, C).permute(*perm, 2 * r + 1).reshape(B, *grid, C)
 
 
 def grid_partition(x: Tensor, groups: tuple[int, ...]) -> Tensor:
     """``[B, *grid, C] -> [B * n_groups, prod(groups), C]``: the strided groups, each in row-major
     order of its in-group position (every side divisible by its ``G``)."""
-    return window_partition(_to_window_layout(x, groups), groups)
+    return window_partition(_regroup(x, groups), groups)
 
 
 def grid_reverse(parts: Tensor, groups: tuple[int, ...], grid: tuple[int, ...]) -> Tensor:
     """Inverse of :func:`grid_partition`: ``[B * n_groups, prod(groups), C] -> [B, *grid, C]``."""
-    return _from_window_layout(window_reverse(parts, groups, grid), groups)
+    return _regroup(window_reverse(parts, groups, grid), groups, inverse=True)
 
 
 def grid_attention_ref(q: Tensor, k: Tensor, v: Tensor, grid: tuple[int, ...], groups: tuple[int, ...],
@@ -144,11 +132,11 @@ class GridAttention(WindowAttention):
         xg, valid, _ = pad_grid_masked(x.view(B, *grid, C), valid, grid, G)
         valid = None if valid is None else valid.unsqueeze(-1)  # [B, *padded, 1]
         # strided groups -> contiguous windows of side G; window attention does the rest
-        xw = _to_window_layout(xg, G)  # [B, *padded, C]
-        mask = None if valid is None else _to_window_layout(valid, G).reshape(B, -1)
+        xw = _regroup(xg, G)  # [B, *padded, C]
+        mask = None if valid is None else _regroup(valid, G).reshape(B, -1)
         inner = Tokens(xw.reshape(B, -1, C), mask=mask, grid=padded)
         o = super().forward(inner.x, inner).view(B, *padded, C)
-        o = _from_window_layout(o, G)
+        o = _regroup(o, G, inverse=True)
         return crop_grid(o, grid).reshape(B, L, C)
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
