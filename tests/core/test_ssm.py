@@ -151,6 +151,19 @@ def test_kernel_can_be_switched_off(monkeypatch):
         scan_kernel._library.cache_clear()
 
 
+def test_kernel_build_failure_falls_back(monkeypatch, tmp_path):
+    """A compiler that fails (here: ``false``) leaves the kernel unavailable instead of raising."""
+    monkeypatch.setenv("CC", shutil.which("false") or "/bin/false")
+    monkeypatch.setenv("GLOCAL_CACHE", str(tmp_path))
+    scan_kernel._library.cache_clear()
+    try:
+        assert not scan_kernel.available(torch.float64)
+        assert not list(tmp_path.rglob("*.so"))
+    finally:
+        monkeypatch.undo()
+        scan_kernel._library.cache_clear()
+
+
 def test_half_precision_inputs_scan_in_float32():
     args = [t.detach() for t in _scan_inputs(L=20, dtype=torch.float32)]
     y32 = selective_scan(*args)
