@@ -84,14 +84,10 @@ class TokenNorm(nn.Module):
     def forward(self, x: Tensor, tokens: Tokens | None = None) -> Tensor:
         if self.kind != "batch":
             return self.norm(x)
-        B, L, C = x.shape
         if tokens is None or tokens.mask is None:
-            return self.norm(x.reshape(B * L, C)).reshape(B, L, C)
+            return self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
         # statistics from valid tokens only: padding must not shift the batch statistics
-        flat, valid = x.reshape(B * L, C), tokens.mask.reshape(B * L)
-        out = torch.zeros_like(flat)
-        out[valid] = self.norm(flat[valid])
-        return out.reshape(B, L, C)
+        return tokens.unpack(self.norm(tokens.pack(x)))  # padded tokens zero
 
 
 def LayerNorm(dim: int, eps: float = 1e-5) -> TokenNorm:
@@ -107,7 +103,8 @@ def BatchNorm(dim: int, eps: float = 1e-5) -> TokenNorm:
 
 
 class Mlp(nn.Module):
-    """Position-wise feed-forward network ``C -> ratio*C -> C`` (the block's usual FFN)."""
+    """Position-wise feed-forward network ``C -> ratio*C -> C`` (the block's usual FFN). With a
+    ``Tokens.mask`` it runs on the valid tokens only; its output is zero on padding."""
 
     def __init__(self, dim: int, ratio: float = 4.0, hidden: int | None = None, act: str = "GELU",
                  drop: float = 0.0, bias: bool = True):
@@ -119,6 +116,11 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor, tokens: Tokens | None = None) -> Tensor:  # [B, L, C]
+        if tokens is None or tokens.mask is None:
+            return self._ffn(x)
+        return tokens.unpack(self._ffn(tokens.pack(x)))  # position-wise: valid tokens only, padding zero
+
+    def _ffn(self, x: Tensor) -> Tensor:  # [..., C]
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["pad_grid", "pad_grid_masked", "crop_grid", "window_partition", "window_reverse"]
+__all__ = ["pad_grid", "pad_grid_masked", "crop_grid", "window_partition", "window_reverse",
+           "window_partition_heads", "window_reverse_heads"]
 
 
 def _pad_spec(grid: tuple[int, ...], padded: tuple[int, ...]) -> list[int]:
@@ -67,3 +68,32 @@ def window_reverse(windows: Tensor, window: tuple[int, ...], grid: tuple[int, ..
     for i in range(r):
         perm += [1 + i, 1 + r + i]
     return x.permute(*perm, 2 * r + 1).reshape(-1, *grid, C)
+
+
+def window_partition_heads(x: Tensor, window: tuple[int, ...], parts: int, heads: int) -> Tensor:
+    """``[B, *grid, parts * heads * d] -> [parts, B * nW, heads, prod(window), d]`` in one copy:
+    :func:`window_partition` fused with the split of a joint projection (q, k, v) into heads, so
+    that every part comes out contiguous for batched matmuls."""
+    B, *grid, C = x.shape
+    r = len(grid)
+    shape = [B]
+    for g, w in zip(grid, window):
+        shape += [g // w, w]
+    x = x.view(*shape, parts, heads, C // (parts * heads))
+    # [B, n1, w1, ..., parts, h, d] -> [parts, B, n1, n2, ..., h, w1, w2, ..., d]
+    perm = ([2 * r + 1, 0] + [1 + 2 * i for i in range(r)] + [2 * r + 2]
+            + [2 + 2 * i for i in range(r)] + [2 * r + 3])
+    return x.permute(*perm).contiguous().view(parts, -1, heads, math.prod(window), C // (parts * heads))
+
+
+def window_reverse_heads(windows: Tensor, window: tuple[int, ...], grid: tuple[int, ...]) -> Tensor:
+    """Inverse of one part of :func:`window_partition_heads`, heads merged back into channels:
+    ``[B * nW, heads, prod(window), d] -> [B, *grid, heads * d]`` in one copy."""
+    r, (_, heads, _, d) = len(grid), windows.shape
+    n = [g // w for g, w in zip(grid, window)]
+    x = windows.view(-1, *n, heads, *window, d)
+    # [B, n1, n2, ..., h, w1, w2, ..., d] -> [B, n1, w1, n2, w2, ..., h, d]
+    perm = [0]
+    for i in range(r):
+        perm += [1 + i, r + 2 + i]
+    return x.permute(*perm, r + 1, 2 * r + 2).reshape(-1, *grid, heads * d)

@@ -11,11 +11,12 @@ point clouds.
   PyG's ``ResGatedGraphConv`` has neither the edge term ``C e`` nor the normalisation by the gate
   sum, so the layer is a ``MessagePassing`` of its own (``EdgeGatedConv``).
 
-Both are token mixers: they run on the flattened batch ``x.reshape(B * L, C)`` with the edge list
-``Tokens.edge_index [2, E]`` over flattened token indices ``b * L + i`` (row 0 the source ``j``,
-row 1 the target ``i``: PyG's ``source_to_target`` flow; undirected graphs list both directions).
-Padded tokens carry no edges (checked), so they never reach valid tokens. ``Tokens.edge_attr`` is
-optional; the edge features are consumed per layer, not updated (a mixer returns node features only).
+Both are token mixers with the edge list ``Tokens.edge_index [2, E]`` over flattened token indices
+``b * L + i`` (row 0 the source ``j``, row 1 the target ``i``: PyG's ``source_to_target`` flow;
+undirected graphs list both directions). Padded tokens carry no edges (checked once per batch), so
+they never reach valid tokens; the layers run on the valid tokens only (``Tokens.pack``, the edges
+renumbered to match) and return zero for padding. ``Tokens.edge_attr`` is optional; the edge
+features are consumed per layer, not updated (a mixer returns node features only).
 
 Edge features (``edge_dim``):
 - ``None`` (default): ``Tokens.edge_attr``, when present, is already ``[E, dim]`` (embedded by the
@@ -40,9 +41,13 @@ __all__ = ["GINE", "GatedGCN", "knn_edges", "gine_reference", "gated_gcn_referen
 
 
 def _check_edges(edge_index: Tensor, tokens: Tokens, by: str) -> None:
-    """Edges must index tokens of this batch and never touch padding."""
+    """Edges must index tokens of this batch and never touch padding (checked once per batch)."""
+    tokens.derived("edges_checked", lambda: _validate_edges(edge_index, tokens, by))
+
+
+def _validate_edges(edge_index: Tensor, tokens: Tokens, by: str) -> bool:
     if edge_index.numel() == 0:
-        return
+        return True
     B, L = tokens.x.shape[:2]
     lo, hi = int(edge_index.min()), int(edge_index.max())
     if lo < 0 or hi >= B * L:
@@ -51,6 +56,27 @@ def _check_edges(edge_index: Tensor, tokens: Tokens, by: str) -> None:
     if tokens.mask is not None and not bool(tokens.mask.reshape(-1)[edge_index].all()):
         raise InputError(f"{by}: an edge of Tokens.edge_index touches a padded token (mask False); "
                          f"padding must carry no edges")
+    return True
+
+
+def _packed_edges(tokens: Tokens) -> Tensor:
+    """``Tokens.edge_index`` renumbered to the rows of ``tokens.pack(x)`` (computed once per batch;
+    the edges are checked first, so none touches padding)."""
+    index = tokens.valid_index()  # [N]
+    if index is None:
+        return tokens.edge_index
+
+    def renumber() -> Tensor:
+        row = torch.full((tokens.mask.numel(),), -1, dtype=torch.long, device=index.device)  # [B * L]
+        row[index] = torch.arange(index.numel(), device=index.device)
+        return row[tokens.edge_index]  # [2, E]
+
+    return tokens.derived("packed_edge_index", renumber)
+
+
+def _valid_count(tokens: Tokens) -> int:
+    index = tokens.valid_index()
+    return tokens.x.shape[0] * tokens.x.shape[1] if index is None else index.numel()
 
 
 def _act(name: str | None) -> nn.Module:
@@ -120,19 +146,17 @@ class GINE(nn.Module):
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
         edge_index = tokens.require("edge_index", "GINE")  # [2, E]
         _check_edges(edge_index, tokens, "GINE")
-        B, L, C = x.shape
-        h = x.reshape(B * L, C)
+        h = tokens.pack(x)  # [N, C]: the valid tokens (padding carries no edges)
         e = self.edges(tokens)  # [E, C] or None
         if e is None:  # no edge features: the edge term of the message is zero
-            e = h.new_zeros(edge_index.shape[1], C)
-        return self.conv(h, edge_index, e.to(h.dtype)).reshape(B, L, C)
+            e = h.new_zeros(edge_index.shape[1], h.shape[-1])
+        return tokens.unpack(self.conv(h, _packed_edges(tokens), e.to(h.dtype)))  # [B, L, C], padding 0
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
         """Per edge: ``h_j + e_ji`` (C) and its scatter-sum into ``i`` (C); per node the self
-        term ``(1 + eps) h_i + aggr`` (C). Linear layers are counted by hooks."""
-        B, L, C = x.shape
+        term ``(1 + eps) h_i + aggr`` (C), valid nodes only. Linear layers are counted by hooks."""
         E = tokens.require("edge_index", "GINE").shape[1]
-        return 2 * E * C + B * L * C
+        return 2 * E * x.shape[-1] + _valid_count(tokens) * x.shape[-1]
 
 
 def _edge_gated_conv_class():
@@ -204,22 +228,21 @@ class GatedGCN(nn.Module):
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
         edge_index = tokens.require("edge_index", "GatedGCN")  # [2, E]
         _check_edges(edge_index, tokens, "GatedGCN")
-        B, L, C = x.shape
-        h = x.reshape(B * L, C)
+        h = tokens.pack(x)  # [N, C]: the valid tokens (padding carries no edges)
         e = self.edges(tokens)  # [E, C] or None
         Ce = None if e is None or self.C is None else self.C(e.to(h.dtype))
-        out = self.conv(self.A(h), self.B(h), self.D(h), self.E(h), Ce, edge_index)
-        return self.act(out).reshape(B, L, C)
+        out = self.conv(self.A(h), self.B(h), self.D(h), self.E(h), Ce, _packed_edges(tokens))
+        return tokens.unpack(self.act(out))  # [B, L, C], padding 0
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
         """Per edge: the gate sum ``Dh_i + Eh_j (+ Ce)`` (2C or C), ``g * Bh_j`` (C) and the
-        scatter-sums of ``g * Bh_j`` and ``g`` (2C); per node the division and ``Ah +`` (2C).
+        scatter-sums of ``g * Bh_j`` and ``g`` (2C); per valid node the division and ``Ah +`` (2C).
         Linear layers are counted by hooks; the sigmoid is not counted."""
-        B, L, C = x.shape
+        C = x.shape[-1]
         E = tokens.require("edge_index", "GatedGCN").shape[1]
         has_edges = self.C is not None and (bool(self.edges.edge_dim) or tokens.edge_attr is not None)
         gate = 2 if has_edges else 1
-        return (gate + 3) * E * C + 2 * B * L * C
+        return (gate + 3) * E * C + 2 * _valid_count(tokens) * C
 
 
 # --- kNN graphs for point clouds --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,8 @@ class Tokens:
     order: Tensor | None = None  # [B, L] long, a permutation of range(L) per sample
     pos: Tensor | None = None  # [B, L, P]
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)  # adapter-specific, passed along
+    # values derived from the structure (see `derived`); shared by copies with the same structure
+    _derived: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         x = self.x
@@ -85,8 +88,46 @@ class Tokens:
         return self.x.shape[-1]
 
     def replace(self, **changes) -> Tokens:
-        """A copy with some fields changed (the dataclass is frozen: blocks never mutate)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (the dataclass is frozen: blocks never mutate). The copy
+        keeps the values :meth:`derived` from ``mask`` and ``edge_index`` when neither they nor
+        ``B, L`` change (a block replacing ``x``)."""
+        new = dataclasses.replace(self, **changes)
+        if (new.mask is self.mask and new.edge_index is self.edge_index
+                and new.x.shape[:2] == self.x.shape[:2]):
+            object.__setattr__(new, "_derived", self._derived)
+        return new
+
+    def derived(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, run once for this batch's structure (``mask``, ``edge_index``, ``B, L``)
+        and then reused by every layer that asks for ``key``, here and in the copies
+        :meth:`replace` makes: edge checks and valid-token indices cost once per batch, not per
+        layer. ``compute`` must depend on nothing else; structure tensors are never edited in place.
+        """
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
+
+    def valid_index(self) -> Tensor | None:
+        """Flattened indices ``b * L + i`` of the valid tokens, ``[N]`` long (computed once per
+        batch); None when the tokens carry no mask."""
+        if self.mask is None:
+            return None
+        return self.derived("valid_index", lambda: self.mask.reshape(-1).nonzero().squeeze(1))
+
+    def pack(self, x: Tensor) -> Tensor:
+        """The rows of the valid tokens: ``[B, L, C] -> [N, C]`` (all ``B * L`` rows without a mask),
+        for position-wise work that padding does not need."""
+        flat = x.reshape(-1, x.shape[-1])  # [B * L, C]
+        index = self.valid_index()
+        return flat if index is None else flat.index_select(0, index)
+
+    def unpack(self, rows: Tensor) -> Tensor:
+        """Inverse of :meth:`pack`: ``[N, C] -> [B, L, C]``, padded tokens zero."""
+        B, L = self.x.shape[:2]
+        index = self.valid_index()
+        if index is None:
+            return rows.reshape(B, L, rows.shape[-1])
+        return rows.new_zeros(B * L, rows.shape[-1]).index_copy(0, index, rows).view(B, L, -1)
 
     def require(self, field: str, by: str):
         """Return structure field ``field``, or raise a clear error naming who needs it and who

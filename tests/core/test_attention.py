@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from glocal.core import FullAttention, InputError, MissingStructureError, Tokens, WindowAttention
-from glocal.core.attention import dense_attention, relative_position_index
+from glocal.core.attention import biased_attention, dense_attention, relative_position_index
+from glocal.core.gridops import (window_partition, window_partition_heads, window_reverse,
+                                window_reverse_heads)
 
 
 def full_ref(m: FullAttention, x, mask):
@@ -130,3 +132,46 @@ def test_window_attention_errors():
         m(x, Tokens(x))
     with pytest.raises(InputError, match="rank-2"):
         m(x, Tokens(x, grid=(16,)))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_biased_attention_paths_match_reference(dtype, tol):
+    """The written-out path (a bias that needs a gradient, on CPU) and SDPA (a bias that does not)
+    against the dense reference: outputs and gradients, with masked (-inf) keys."""
+    q, k, v = (torch.randn(3, 2, 9, 4, dtype=dtype, requires_grad=True) for _ in range(3))
+    table = torch.randn(2, 9, 9, dtype=dtype, requires_grad=True)
+    keep = torch.rand(3, 1, 9, 9) > 0.3
+    keep[..., 0] = True  # every query keeps a key
+    bias = table.unsqueeze(0).masked_fill(~keep, float("-inf"))  # [3, 2, 9, 9]
+    out = biased_attention(torch.stack([q, k, v]), bias)
+    ref = dense_attention(q, k, v, keep, table.unsqueeze(0))
+    assert (out - ref).abs().max() <= tol
+    with torch.no_grad():  # SDPA
+        assert (biased_attention(torch.stack([q, k, v]), bias) - ref).abs().max() <= tol
+    inputs = (q, k, v, table)
+    g = torch.autograd.grad((out ** 2).sum(), inputs)
+    gr = torch.autograd.grad((ref ** 2).sum(), inputs)
+    for a, b in zip(g, gr):
+        assert (a - b).abs().max() <= 10 * tol
+
+
+def test_biased_attention_backward_gradcheck():
+    qkv = torch.randn(3, 2, 2, 5, 3, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    keep = torch.rand(2, 1, 5, 5) > 0.3
+    keep[..., 0] = True
+    assert torch.autograd.gradcheck(lambda a, b: biased_attention(a, b.masked_fill(~keep, float("-inf"))),
+                                    (qkv, table))
+
+
+@pytest.mark.parametrize("grid,window", [((8, 6), (4, 3)), ((6,), (3,)), ((4, 6, 2), (2, 3, 2))])
+def test_window_partition_heads_is_partition_then_head_split(grid, window):
+    B, parts, heads, d = 2, 3, 2, 5
+    x = torch.randn(B, *grid, parts * heads * d)
+    got = window_partition_heads(x, window, parts, heads)  # [parts, B * nW, h, N, d]
+    win = window_partition(x, window)  # [B * nW, N, parts * h * d]
+    want = win.view(*win.shape[:2], parts, heads, d).permute(2, 0, 3, 1, 4)
+    assert got.is_contiguous() and torch.equal(got, want)
+    o = got[1]  # [B * nW, h, N, d]
+    back = window_reverse(o.transpose(1, 2).reshape(*win.shape[:2], heads * d), window, grid)
+    assert torch.equal(window_reverse_heads(o, window, grid), back)

@@ -102,3 +102,13 @@ def test_config_errors_name_close_types_and_keys():
         LocalGlobalBlock(16, global_=dict(type="FullAttention", head=4))
     with pytest.raises(ValueError, match="composition"):
         LocalGlobalBlock(16, local=LOCAL, composition="both")
+
+
+def test_mlp_runs_on_valid_tokens_only():
+    from glocal.core import Mlp
+
+    t = _tokens(masked=True)
+    mlp = Mlp(16, ratio=2.0)
+    out = mlp(t.x, t)
+    torch.testing.assert_close(out[t.mask], mlp(t.x)[t.mask])  # as on the unmasked batch
+    assert (out[~t.mask] == 0).all()  # padding gets no update

@@ -62,8 +62,8 @@ def test_window_attention_extra_macs_pads_the_grid():
     B, C = 1, 8
     x = torch.randn(B, 9 * 10, C)  # grid 9x10, window 4 -> padded 12x12, 9 windows of 16
     r = count(WindowAttention(C, heads=2, window=4), x, Tokens(x, grid=(9, 10)))
-    # qkv and proj run on the padded windows (144 cells)
-    linear = B * 144 * (C * 3 * C + C * C)
+    # qkv runs on the padded windows (144 cells), proj on the valid grid (90 cells)
+    linear = B * (144 * C * 3 * C + 90 * C * C)
     assert r.total_macs == linear + 2 * B * 9 * 16 * 16 * C
 
 

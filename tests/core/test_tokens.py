@@ -40,3 +40,29 @@ def test_replace_is_a_copy():
     t = Tokens(torch.randn(1, 4, 2), grid=(2, 2))
     u = t.replace(x=torch.zeros(1, 4, 2))
     assert u.grid == (2, 2) and not torch.equal(u.x, t.x)
+
+
+def test_pack_unpack_valid_rows():
+    x = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 0, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    t = Tokens(x, mask=mask)
+    rows = t.pack(x)
+    torch.testing.assert_close(rows, x[mask])  # valid tokens in flattened order
+    back = t.unpack(rows * 2)
+    torch.testing.assert_close(back[mask], 2 * x[mask])
+    assert (back[~mask] == 0).all()  # padding comes back zero
+    plain = Tokens(x)  # no mask: every row, a reshape
+    assert plain.valid_index() is None and plain.pack(x).shape == (10, 3)
+    torch.testing.assert_close(plain.unpack(plain.pack(x)), x)
+
+
+def test_derived_values_are_shared_while_the_structure_is_unchanged():
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    t = Tokens(torch.randn(2, 4, 3), mask=mask)
+    calls = []
+    t.derived("k", lambda: calls.append(1))
+    t.replace(x=torch.randn(2, 4, 3)).derived("k", lambda: calls.append(2))  # same structure: reused
+    assert calls == [1]
+    t.replace(mask=mask.clone()).derived("k", lambda: calls.append(3))  # new mask: computed again
+    t.replace(x=torch.randn(2, 2, 3), mask=None).derived("k", lambda: calls.append(4))
+    assert calls == [1, 3, 4]
