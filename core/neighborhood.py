@@ -21,6 +21,11 @@ Two implementations with one signature, tested against each other:
   mask; border tiles fall in a few classes. Dilation runs undilated tiles on each of the
   ``d ** rank`` interleaved sub-grids. Work runs in cache-sized blocks with a hand-written
   backward, so memory stays linear in ``L``: no ``L x L`` matrix is ever formed.
+- the compiled kernel (``core/na_kernel.c``, optional, see :mod:`glocal.core.ckernels`): every
+  query against exactly its own neighbours from the :func:`neighborhood_indices` table, reading
+  q, k, v in place from the joint projection. The tiles compute ``(tile + kernel - 1) ** rank``
+  scores per query where ``kernel ** rank`` are needed (3.4x at kernel 7 in 2D); the kernel does
+  not. ``backend="auto"`` uses it on CPU whenever it builds and there is no attention dropout.
 
 Grid rules (both paths): a dilation too large for a dim is reduced to the largest that still gives
 every group ``kernel`` members (``n // kernel``, at least 1), DiNAT's "largest dilation that fits",
@@ -39,11 +44,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .ckernels import LONG, PTR, REAL, item_ranges, load, ptr, run
 from .errors import InputError
 from .tokens import Tokens
 
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_attention_ref",
-           "neighborhood_indices", "effective_dilation"]
+           "neighborhood_indices", "effective_dilation", "BACKENDS"]
+
+BACKENDS = ("auto", "torch", "kernel")
 
 
 def _tuple(value, rank: int, name: str) -> tuple[int, ...]:
@@ -366,26 +374,113 @@ class _TiledNeighborhoodAttention(torch.autograd.Function):
         return dq, dk, dv, dbias, None, None, None, None
 
 
+# --- the compiled kernel: each query against exactly its own neighbours ------------------------------
+
+_NA_SIGNATURES = (
+    ("na_forward", (PTR, PTR, PTR, PTR, PTR, LONG, PTR, PTR, PTR) + (LONG,) * 5 + (REAL, LONG, LONG)),
+    ("na_backward", (PTR,) * 7 + (LONG,) * 6 + (REAL, LONG, LONG)),
+)
+
+
+def _na_library(dtype: torch.dtype):
+    return load("na_kernel", dtype, _NA_SIGNATURES)
+
+
+@lru_cache(maxsize=64)
+def _table(grid: tuple[int, ...], kernel: tuple[int, ...], dilation: tuple[int, ...], device: str):
+    """:func:`neighborhood_indices` as the kernel reads it: int64 ``idx, rel`` and uint8 ``ok``, ``[L, K]``."""
+    idx, rel, ok = neighborhood_indices(grid, kernel, dilation)
+    return (idx.to(device, torch.long).contiguous(), rel.to(device, torch.long).contiguous(),
+            ok.to(device, torch.uint8).contiguous())
+
+
+class _FusedNeighborhoodAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(d) + bias) v over each query's own neighbours, by the compiled kernel.
+    ``qkv: [B, L, 3, h, d]`` (contiguous), ``bias: [h, R]`` or None, ``mask: [B, L]`` bool or None
+    -> ``[B, L, h, d]``."""
+
+    @staticmethod
+    def forward(ctx, qkv, bias, mask, table):
+        lib = _na_library(qkv.dtype)
+        idx, rel, ok = table
+        B, L, _, h, d = qkv.shape
+        K = idx.shape[1]
+        b = None if bias is None else bias.detach().to(qkv.dtype).contiguous()
+        m = None if mask is None else mask.to(torch.uint8).contiguous()
+        R = 0 if b is None else b.shape[1]
+        out, p = qkv.new_empty(B, L, h, d), qkv.new_empty(B * h, L, K)
+        run(lambda i, lo, hi: lib.na_forward(ptr(qkv), ptr(idx), ptr(rel), ptr(ok), ptr(b), R, ptr(m), ptr(out),
+                                             ptr(p), B, L, h, d, K, d ** -0.5, lo, hi), B * h)
+        ctx.save_for_backward(qkv, p)
+        ctx.table, ctx.bias_meta = table, None if bias is None else (bias.shape, bias.dtype)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gout):
+        qkv, p = ctx.saved_tensors
+        lib = _na_library(qkv.dtype)
+        idx, rel, _ = ctx.table
+        B, L, _, h, d = qkv.shape
+        K = idx.shape[1]
+        gout = gout.contiguous()
+        gqkv = torch.zeros_like(qkv)
+        gbias, R = None, 0
+        if ctx.bias_meta is not None:  # per-thread partial sums
+            R = ctx.bias_meta[0][1]
+            gbias = qkv.new_zeros(len(item_ranges(B * h)), h, R)
+        run(lambda i, lo, hi: lib.na_backward(ptr(qkv), ptr(idx), ptr(rel), ptr(p), ptr(gout), ptr(gqkv),
+                                              None if gbias is None else ptr(gbias[i]), R, B, L, h, d, K,
+                                              d ** -0.5, lo, hi), B * h)
+        return gqkv, None if gbias is None else gbias.sum(0).to(ctx.bias_meta[1]), None, None
+
+
+def _use_kernel(backend: str, qkv: Tensor, dropout_p: float) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"neighbourhood attention backend must be one of {BACKENDS}; got {backend!r}")
+    fused = (backend != "torch" and qkv.device.type == "cpu" and not dropout_p
+             and _na_library(qkv.dtype) is not None)
+    if backend == "kernel" and not fused:
+        raise InputError("neighbourhood attention backend='kernel' needs CPU float32/float64 tensors, no "
+                         "attention dropout and a C compiler to build core/na_kernel.c (set CC, or use "
+                         "backend='auto' / 'torch')")
+    return fused
+
+
+def _attend(qkv: Tensor, grid: tuple[int, ...], kernel: tuple[int, ...], dilation: tuple[int, ...], bias, mask,
+            tile, dropout_p: float, block: int, backend: str) -> Tensor:
+    """The fast paths on a joint projection ``qkv: [B, L, 3, h, d]`` -> ``[B, L, h, d]``."""
+    if _use_kernel(backend, qkv, dropout_p):
+        table = _table(grid, kernel, dilation, str(qkv.device))
+        return _FusedNeighborhoodAttention.apply(qkv.contiguous(), bias, mask, table)
+    B, L, _, h, dh = qkv.shape
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)  # [B, h, L, d] each
+    plan = _plan(grid, kernel, dilation, tile, str(qkv.device), B, h, block)
+    flat = [t.reshape(B * h * L, dh) for t in (q * dh ** -0.5, k, v)]
+    o = _TiledNeighborhoodAttention.apply(*flat, bias, mask, plan, h, float(dropout_p))
+    return o.view(B, h, L, dh).transpose(1, 2)
+
+
 def neighborhood_attention(q: Tensor, k: Tensor, v: Tensor, grid: tuple[int, ...], kernel,
                            dilation=1, bias: Tensor | None = None, mask: Tensor | None = None,
-                           tile=None, dropout_p: float = 0.0, block: int = 1 << 20) -> Tensor:
+                           tile=None, dropout_p: float = 0.0, block: int = 1 << 20,
+                           backend: str = "auto") -> Tensor:
     """Fast neighbourhood attention (same contract as :func:`neighborhood_attention_ref`).
 
     Query tiles (side ``tile`` per dim, default the kernel) attend to their halo of keys with a
     mask that keeps each query's own window. Tiles with the same mask (all interior tiles; the
     border tiles in a few classes) run as one batch against one ``[h, Q, K]`` bias-and-mask, so no
     per-tile mask is ever materialised. Work runs in blocks of about ``block`` scores (tiles x
-    samples x heads), small enough to stay in cache.
+    samples x heads), small enough to stay in cache. ``backend``: ``"auto"`` runs the compiled
+    kernel when it builds (CPU, no dropout), ``"kernel"`` requires it, ``"torch"`` the tiles.
     """
     r = len(grid)
     grid = tuple(int(g) for g in grid)
     kernel, dilation = _tuple(kernel, r, "kernel"), _tuple(dilation, r, "dilation")
     tile = _tuple(tile if tile is not None else kernel, r, "tile")
-    B, h, L, dh = q.shape
-    plan = _plan(grid, kernel, dilation, tile, str(q.device), B, h, block)
-    flat = [t.reshape(B * h * L, dh) for t in (q * dh ** -0.5, k, v)]
-    o = _TiledNeighborhoodAttention.apply(*flat, bias, mask, plan, h, float(dropout_p))
-    return o.view(B, h, L, dh)
+    qkv = torch.stack((q, k, v), 2).permute(0, 3, 2, 1, 4)  # [B, L, 3, h, d]
+    o = _attend(qkv, grid, kernel, dilation, bias, mask, tile, dropout_p, block, backend)  # [B, L, h, d]
+    return o.transpose(1, 2)  # [B, h, L, d]
 
 
 class NeighborhoodAttention(nn.Module):
@@ -398,8 +493,10 @@ class NeighborhoodAttention(nn.Module):
         dilation: dilation per dim (int repeated); reduced where the grid is too small for it.
         rank: grid rank when ``kernel`` is an int.
         rel_pos: learn a relative position bias ``[heads, prod(2 * kernel - 1)]``.
-        tile: query-tile side of the fast path (None: the kernel).
-        block: scores per block of the fast path (tiles x samples x heads run together).
+        tile: query-tile side of the tiled path (None: the kernel).
+        block: scores per block of the tiled path (tiles x samples x heads run together).
+        backend: ``"auto"`` (the compiled kernel on CPU when it builds and there is no attention
+            dropout, else the tiles), ``"kernel"`` or ``"torch"`` (always the tiles).
 
     Example:
         >>> import torch
@@ -411,7 +508,7 @@ class NeighborhoodAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int = 4, kernel=7, dilation=1, rank: int = 2,
                  qkv_bias: bool = True, rel_pos: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0, tile=None, block: int = 1 << 20):
+                 proj_drop: float = 0.0, tile=None, block: int = 1 << 20, backend: str = "auto"):
         super().__init__()
         if dim % heads:
             raise ValueError(f"NeighborhoodAttention: dim {dim} is not divisible by heads {heads}")
@@ -422,7 +519,9 @@ class NeighborhoodAttention(nn.Module):
         self.dilation = _tuple(dilation, self.rank, "dilation")
         if any(d < 1 for d in self.dilation):
             raise ValueError(f"NeighborhoodAttention: dilation must be >= 1; got {self.dilation}")
-        self.heads, self.attn_drop, self.tile, self.block = heads, attn_drop, tile, block
+        if backend not in BACKENDS:
+            raise ValueError(f"NeighborhoodAttention backend must be one of {BACKENDS}; got {backend!r}")
+        self.heads, self.attn_drop, self.tile, self.block, self.backend = heads, attn_drop, tile, block, backend
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -443,17 +542,19 @@ class NeighborhoodAttention(nn.Module):
         return grid
 
     def forward(self, x: Tensor, tokens: Tokens, reference: bool = False) -> Tensor:
-        grid = self._grid(tokens)
+        grid = tuple(int(g) for g in self._grid(tokens))
         B, L, C = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(B, L, 3, self.heads, C // self.heads)
         bias = self.rel_pos_bias
         if reference:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # [B, h, L, d] each
             o = neighborhood_attention_ref(q, k, v, grid, self.kernel, self.dilation, bias, tokens.mask)
+            o = o.transpose(1, 2)
         else:
-            o = neighborhood_attention(q, k, v, grid, self.kernel, self.dilation, bias, tokens.mask,
-                                       tile=self.tile, block=self.block,
-                                       dropout_p=self.attn_drop if self.training else 0.0)
-        return self.proj_drop(self.proj(o.transpose(1, 2).reshape(B, L, C)))  # [B, L, C]
+            tile = _tuple(self.tile if self.tile is not None else self.kernel, self.rank, "tile")
+            o = _attend(qkv, grid, self.kernel, self.dilation, bias, tokens.mask, tile,
+                        self.attn_drop if self.training else 0.0, self.block, self.backend)  # [B, L, h, d]
+        return self.proj_drop(self.proj(o.reshape(B, L, C)))  # [B, L, C]
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
         """QK^T and AV over each query's neighbours: ``2 * B * L * prod(min(kernel, side)) * C``."""

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from . import scan_kernel
-from .scan_kernel import contiguous_rows as _rows
+from .ckernels import contiguous_rows as _rows
 from .block import apply_norm, build_norm
 from .errors import InputError
 from .tokens import Tokens

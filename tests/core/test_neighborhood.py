@@ -1,8 +1,11 @@
 """Neighbourhood attention (NAT / DiNAT): the reference against NATTEN's window rules and a dense
-masked attention, the tiled fast path against the reference (outputs and gradients, float64 and
-float32, 1D/2D/3D, dilation, odd sizes, masks), and the mixer's contract."""
+masked attention, both fast paths (the PyTorch tiles, and the compiled kernel wherever a C compiler
+is present) against the reference (outputs and gradients, float64 and float32, 1D/2D/3D,
+dilation, odd sizes, masks), and the mixer's contract."""
 import itertools
 import math
+import os
+import shutil
 
 import pytest
 import torch
@@ -12,6 +15,10 @@ from glocal.core.attention import dense_attention
 from glocal.core.neighborhood import (NeighborhoodAttention, effective_dilation, neighborhood_attention,
                                       neighborhood_attention_ref, neighborhood_indices)
 from glocal.core.registry import MIXERS
+
+# with a C compiler on the machine the kernel must build: a failed build fails its tests, it is not skipped
+HAS_CC = bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc"))
+BACKENDS = ["torch", "kernel"] if HAS_CC else ["torch"]
 
 
 # --- NATTEN's rules, written out independently (window start and bias start per position) ---------
@@ -110,17 +117,19 @@ CASES = [  # grid, kernel, dilation, tile
 ]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("grid,kernel,dilation,tile", CASES)
 @pytest.mark.parametrize("masked", [False, True])
-def test_fast_path_matches_reference_float64(grid, kernel, dilation, tile, masked):
+def test_fast_path_matches_reference_float64(grid, kernel, dilation, tile, masked, backend):
     r = len(grid)
     kern = (kernel,) * r if isinstance(kernel, int) else kernel
     L, R = math.prod(grid), math.prod(2 * k - 1 for k in kern)
     q, k, v, bias, mask = _inputs(2, 2, L, 4, R, torch.float64, masked)
     ref = neighborhood_attention_ref(q, k, v, grid, kernel, dilation, bias, mask)
-    # a tiny block forces many blocks (tiles and samples split)
+    # a tiny block forces many blocks (tiles and samples split; the kernel ignores it)
     for block in (1 << 20, 300):
-        out = neighborhood_attention(q, k, v, grid, kernel, dilation, bias, mask, tile=tile, block=block)
+        out = neighborhood_attention(q, k, v, grid, kernel, dilation, bias, mask, tile=tile, block=block,
+                                     backend=backend)
         assert torch.isfinite(out).all()
         assert (out - ref).abs().max() <= 1e-6  # padded queries too: same fallback rule
         go = torch.randn_like(out)
@@ -130,12 +139,13 @@ def test_fast_path_matches_reference_float64(grid, kernel, dilation, tile, maske
             assert (a - b).abs().max() <= 1e-6
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("grid,kernel,dilation", [((31,), 7, 2), ((13, 17), 7, 2), ((5, 6, 9), 3, (1, 1, 2))])
-def test_fast_path_matches_reference_float32(grid, kernel, dilation):
+def test_fast_path_matches_reference_float32(grid, kernel, dilation, backend):
     r = len(grid)
     L, R = math.prod(grid), (2 * kernel - 1) ** r
     q, k, v, bias, mask = _inputs(2, 3, L, 8, R, torch.float32, masked=True)
-    out = neighborhood_attention(q, k, v, grid, kernel, dilation, bias, mask)
+    out = neighborhood_attention(q, k, v, grid, kernel, dilation, bias, mask, backend=backend)
     ref = neighborhood_attention_ref(q, k, v, grid, kernel, dilation, bias, mask)
     assert (out - ref).abs().max() <= 1e-5
     go = torch.randn_like(out)
@@ -144,21 +154,23 @@ def test_fast_path_matches_reference_float32(grid, kernel, dilation):
         assert (a - b).abs().max() <= 1e-4
 
 
-def test_fast_path_gradcheck():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_path_gradcheck(backend):
     grid = (3, 6)
     q, k, v, bias, mask = _inputs(1, 1, 18, 2, 25, torch.float64, masked=True)
 
     def f(q, k, v, bias):
-        return neighborhood_attention(q, k, v, grid, 3, (1, 2), bias, mask, tile=2, block=40)
+        return neighborhood_attention(q, k, v, grid, 3, (1, 2), bias, mask, tile=2, block=40, backend=backend)
 
     assert torch.autograd.gradcheck(f, (q, k, v, bias))
 
 
-def test_fast_path_is_memory_bounded():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_path_is_memory_bounded(backend):
     """A 1D sequence of 2^15 tokens: a dense L x L mask alone would be 4 GiB."""
     L = 1 << 15
     q, k, v = (torch.randn(1, 1, L, 4, requires_grad=True) for _ in range(3))
-    out = neighborhood_attention(q, k, v, (L,), 7, 1)
+    out = neighborhood_attention(q, k, v, (L,), 7, 1, backend=backend)
     out.sum().backward()
     assert out.shape == (1, 1, L, 4) and torch.isfinite(q.grad).all()
 
@@ -189,9 +201,11 @@ def _module_and_tokens(grid, dilation=1, masked=True, dtype=torch.float64):
     return m, x, Tokens(x, mask=mask, grid=grid)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("grid,dilation", [((11,), 2), ((6, 7), 1), ((6, 9), 2), ((3, 4, 5), 1)])
-def test_module_matches_reference_and_padding_is_inert(grid, dilation):
+def test_module_matches_reference_and_padding_is_inert(grid, dilation, backend):
     m, x, t = _module_and_tokens(grid, dilation)
+    m.backend = backend
     out = m(x, t)
     assert torch.isfinite(out).all()
     assert (out - m(x, t, reference=True))[t.mask].abs().max() <= 1e-6
@@ -203,8 +217,10 @@ def test_module_matches_reference_and_padding_is_inert(grid, dilation):
     assert g[~t.mask].abs().max() == 0
 
 
-def test_fully_padded_sample_is_finite():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fully_padded_sample_is_finite(backend):
     m, x, t = _module_and_tokens((5, 6))
+    m.backend = backend
     mask = t.mask.clone()
     mask[0] = False
     x = x.requires_grad_()
@@ -213,8 +229,10 @@ def test_fully_padded_sample_is_finite():
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
 
 
-def test_every_parameter_gets_a_gradient_and_matters():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_parameter_gets_a_gradient_and_matters(backend):
     m, x, t = _module_and_tokens((7, 8), dilation=2, masked=False, dtype=torch.float32)
+    m.backend = backend
     out = m(x, t)
     out.square().mean().backward()
     for name, p in m.named_parameters():
@@ -247,6 +265,34 @@ def test_dropout_runs_and_zero_dropout_is_identity():
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
     m.eval()
     assert torch.allclose(m(x, t), m(x, t, reference=True), atol=1e-5)
+
+
+@pytest.mark.skipif("kernel" not in BACKENDS, reason="no C compiler: the compiled kernel cannot be built")
+def test_kernel_threads_and_backend_choice():
+    """Threads own disjoint (sample, head) items; any thread count gives the one-thread result.
+    ``auto`` takes the kernel without dropout and the tiles with it; bad backends are refused."""
+    grid = (6, 7)
+    q, k, v, bias, mask = _inputs(3, 2, 42, 4, 25, torch.float64, masked=True)
+    go = torch.randn(3, 2, 42, 4, dtype=torch.float64)
+    threads, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            out = neighborhood_attention(q, k, v, grid, 3, 1, bias, mask, backend="kernel")
+            results.append((out, *torch.autograd.grad(out, (q, k, v, bias), go)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert (a - b).abs().max() <= 1e-12
+    auto = neighborhood_attention(q, k, v, grid, 3, 1, bias, mask)
+    assert torch.equal(auto, results[0][0])
+    with pytest.raises(InputError, match="dropout"):
+        neighborhood_attention(q, k, v, grid, 3, 1, bias, mask, dropout_p=0.1, backend="kernel")
+    with pytest.raises(ValueError, match="backend"):
+        neighborhood_attention(q, k, v, grid, 3, 1, bias, mask, backend="cuda")
+    with pytest.raises(ValueError, match="backend"):
+        NeighborhoodAttention(8, heads=2, kernel=3, backend="natten")
 
 
 def test_errors_registry_and_macs():

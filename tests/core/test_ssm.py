@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from glocal.core import MIXERS, Tokens, scan_kernel
+from glocal.core import MIXERS, Tokens, ckernels, scan_kernel
 from glocal.core.errors import InputError, MissingStructureError
 from glocal.core.ssm import (SS2D, Mamba, _grid_paths, _mamba_ssm_kernel, scan_macs, selective_scan,
                              selective_scan_ref)
@@ -137,9 +137,9 @@ def test_kernel_leaves_denormals_alone():
 
 
 def test_kernel_can_be_switched_off(monkeypatch):
-    """``GLOCAL_SCAN_KERNEL=0`` (or no compiler): ``auto`` runs PyTorch, ``kernel`` says why it cannot."""
-    monkeypatch.setenv("GLOCAL_SCAN_KERNEL", "0")
-    scan_kernel._library.cache_clear()
+    """``GLOCAL_KERNELS=0`` (or no compiler): ``auto`` runs PyTorch, ``kernel`` says why it cannot."""
+    monkeypatch.setenv("GLOCAL_KERNELS", "0")
+    ckernels.load.cache_clear()
     try:
         assert not scan_kernel.available()
         args = [t.detach() for t in _scan_inputs(L=12)]
@@ -147,21 +147,21 @@ def test_kernel_can_be_switched_off(monkeypatch):
         with pytest.raises(InputError, match="C compiler"):
             selective_scan(*args, backend="kernel")
     finally:
-        monkeypatch.delenv("GLOCAL_SCAN_KERNEL")
-        scan_kernel._library.cache_clear()
+        monkeypatch.delenv("GLOCAL_KERNELS")
+        ckernels.load.cache_clear()
 
 
 def test_kernel_build_failure_falls_back(monkeypatch, tmp_path):
     """A compiler that fails (here: ``false``) leaves the kernel unavailable instead of raising."""
     monkeypatch.setenv("CC", shutil.which("false") or "/bin/false")
     monkeypatch.setenv("GLOCAL_CACHE", str(tmp_path))
-    scan_kernel._library.cache_clear()
+    ckernels.load.cache_clear()
     try:
         assert not scan_kernel.available(torch.float64)
         assert not list(tmp_path.rglob("*.so"))
     finally:
         monkeypatch.undo()
-        scan_kernel._library.cache_clear()
+        ckernels.load.cache_clear()
 
 
 def test_half_precision_inputs_scan_in_float32():
