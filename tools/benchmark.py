@@ -18,8 +18,8 @@ Suites:
   our Swin block vs timm's ``SwinTransformerBlock``, our MaxViT block vs timm's ``MaxxVitBlock``,
   GINE + FullAttention parallel blocks vs PyG ``GPSConv`` (x10, 32 molecule-sized graphs), our
   Conformer vs torchaudio's, natten's ``na2d`` vs our NeighborhoodAttention (forward only), the
-  neighbourhood-attention fast path vs its reference, the chunked scan (the compiled kernel when
-  it builds here, and the pure-PyTorch chunks) vs the sequential one.
+  neighbourhood-attention fast paths (compiled kernel, PyTorch tiles) vs its reference and vs
+  window attention, the chunked scan (compiled kernel, PyTorch chunks) vs the sequential one.
   Components another part of glocal does not provide yet are listed with a note.
 
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
@@ -715,9 +715,13 @@ def peer_neighborhood(args, w: Writer):
         compare(w, Subject("glocal neighborhood_attention", ours, (q, k, v), config=cfg, input_size=size, batch=B,
                            backward=False),
                 Subject("natten na2d", peer, (qn, kn, vn), config=cfg, input_size=size, batch=B, backward=False), args)
-    # the fast path against its own reference, through the module (forward and backward)
+    # the fast paths against their reference, through the module (forward and backward): the
+    # compiled kernel where it builds here, and the PyTorch tiles
+    from glocal.core import WindowAttention
+    from glocal.core.neighborhood import _na_library
+
     x = torch.randn(B, H * W, C)
-    na = NeighborhoodAttention(C, heads=heads, kernel=kernel)
+    backends = (["kernel"] if _na_library(torch.float32) is not None else []) + ["torch"]
 
     class Ref(nn.Module):
         def __init__(self, m):
@@ -727,21 +731,23 @@ def peer_neighborhood(args, w: Writer):
         def forward(self, x, tokens):
             return self.m(x, tokens, reference=True)
 
-    tok = Tokens(x.clone(), grid=(H, W))
-    tok_ref = Tokens(x.clone(), grid=(H, W))
-    compare(w, Subject("glocal NeighborhoodAttention (fast path)", na, (tok.x, tok), config=cfg, input_size=size,
-                       batch=B),
-            Subject("glocal NeighborhoodAttention (reference=True)", Ref(na), (tok_ref.x, tok_ref), config=cfg,
-                    input_size=size, batch=B), args)
-    # the target: neighbourhood attention trains at <= 2x window attention of the same area
-    from glocal.core import WindowAttention
-
     wa = WindowAttention(C, heads=heads, window=kernel)
-    tok_wa = Tokens(x.clone(), grid=(H, W))
     cfg_wa = f"kernel {kernel} vs window {kernel}, heads {heads}, rel-pos bias"
-    compare(w, Subject("glocal NeighborhoodAttention", na, (tok.x, tok), config=cfg_wa, input_size=size, batch=B),
-            Subject("glocal WindowAttention", wa, (tok_wa.x, tok_wa), config=cfg_wa, input_size=size, batch=B),
-            args)
+    for backend in backends:
+        name = {"kernel": "compiled kernel", "torch": "PyTorch tiles"}[backend]
+        torch.manual_seed(0)
+        na = NeighborhoodAttention(C, heads=heads, kernel=kernel, backend=backend)
+        tok, tok_ref = Tokens(x.clone(), grid=(H, W)), Tokens(x.clone(), grid=(H, W))
+        compare(w, Subject(f"glocal NeighborhoodAttention ({name})", na, (tok.x, tok), config=cfg, input_size=size,
+                           batch=B),
+                Subject("glocal NeighborhoodAttention (reference=True)", Ref(na), (tok_ref.x, tok_ref), config=cfg,
+                        input_size=size, batch=B), args)
+        # the target: neighbourhood attention trains at <= 2x window attention of the same area
+        tok_wa = Tokens(x.clone(), grid=(H, W))
+        compare(w, Subject(f"glocal NeighborhoodAttention ({name})", na, (tok.x, tok), config=cfg_wa,
+                           input_size=size, batch=B),
+                Subject("glocal WindowAttention", wa, (tok_wa.x, tok_wa), config=cfg_wa, input_size=size, batch=B),
+                args)
 
 
 def peer_scan(args, w: Writer):
