@@ -7,13 +7,13 @@ is built.
 from .attention import FullAttention, WindowAttention
 from .backbone import Backbone, IsotropicBackbone
 from .block import BatchNorm, LayerNorm, LocalGlobalBlock, Mlp, RMSNorm
-from .conv import DepthwiseConv
+from .conv import ConvModule, DepthwiseConv
 from .downsample import ConvDownsample, PatchMerging
 from .grid import GridAttention
 from .hilo import HiLoAttention
 from .linear_attention import LinearAttention
 from .mbconv import MBConv, MBConvDownsample
-from .models import mamba_vision, maxvit, nat, swin
+from .models import conformer, mamba_vision, maxvit, nat, swin
 from .mpnn import GINE, GatedGCN
 from .neighborhood import NeighborhoodAttention
 from .registry import BACKBONES, BLOCKS, DOWNSAMPLERS, MIXERS, NORMS
@@ -23,12 +23,12 @@ NORMS.add_all(LayerNorm, BatchNorm, RMSNorm)
 
 # token mixers: local encoders, global mixers, FFNs
 MIXERS.add_all(
-    FullAttention, WindowAttention, DepthwiseConv, Mlp,  # attention, convolution, FFN
+    FullAttention, WindowAttention, DepthwiseConv, ConvModule, Mlp,  # attention, convolution, FFN
     NeighborhoodAttention, GridAttention, HiLoAttention,  # windowed family (NAT/DiNAT, MaxViT, LITv2)
     Mamba, SS2D, LinearAttention,  # state-space scans, linear attention
     GINE, GatedGCN,  # message passing (torch_geometric)
 )
-BLOCKS.add_all(LocalGlobalBlock, MBConv)
+BLOCKS.add_all(LocalGlobalBlock, MBConv, conformer.ConformerBlock)
 DOWNSAMPLERS.add_all(PatchMerging, ConvDownsample, MBConvDownsample)
 
 BACKBONES.add_all(Backbone, IsotropicBackbone)
@@ -38,3 +38,4 @@ BACKBONES.add_all(nat.NAT, nat.nat_mini, nat.nat_tiny, nat.nat_small, nat.nat_ba
                   nat.dinat_mini, nat.dinat_tiny, nat.dinat_small, nat.dinat_base)
 BACKBONES.add_all(mamba_vision.VisionMamba, mamba_vision.VMamba, mamba_vision.vim_ti, mamba_vision.vim_s,
                   mamba_vision.vmamba_t, mamba_vision.vmamba_s)
+BACKBONES.add_all(conformer.Conformer, conformer.conformer_s, conformer.conformer_m, conformer.conformer_l)

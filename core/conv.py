@@ -1,17 +1,19 @@
-"""Depthwise convolution over a grid of any rank: the local encoder of ConvNeXt, UniFormer's
-local aggregator and Conformer's convolution module (1D).
+"""Convolution over a grid of any rank: the depthwise convolution (the local encoder of ConvNeXt,
+UniFormer's local aggregator) and Conformer's convolution module built around it.
 
-Reads ``Tokens.grid`` (required) and ``Tokens.mask``: padded tokens are zeroed before the
+Both read ``Tokens.grid`` (required) and ``Tokens.mask``: padded tokens are zeroed before the
 convolution, so they never leak into their valid neighbours.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+from .block import apply_norm, build_norm
 from .errors import InputError
 from .tokens import Tokens
 
-__all__ = ["DepthwiseConv"]
+__all__ = ["DepthwiseConv", "ConvModule"]
 
 
 class DepthwiseConv(nn.Module):
@@ -47,3 +49,33 @@ class DepthwiseConv(nn.Module):
         # [B, L, C] -> [B, C, *grid] -> conv -> [B, L, C]
         y = self.conv(x.transpose(1, 2).reshape(B, C, *grid))
         return y.reshape(B, C, L).transpose(1, 2)
+
+
+class ConvModule(nn.Module):
+    """Conformer's convolution module (Gulati et al., "Conformer", Interspeech 2020): a pointwise
+    projection to ``2C`` and a GLU, a depthwise convolution over the grid, a norm (BatchNorm, from
+    valid tokens only), SiLU, and a pointwise projection back to ``C``. The LayerNorm in front is
+    the residual step's. Rank-generic (1 for speech); torchaudio's layout has biases everywhere.
+
+    Args:
+        kernel: depthwise kernel (odd; 31 in torchaudio's Conformer, 32 in the paper).
+        rank: grid rank when ``kernel`` is an int.
+        norm: norm after the depthwise conv (config/name).
+        act: activation after the norm (a ``torch.nn`` name).
+    """
+
+    def __init__(self, dim: int, kernel=31, rank: int = 1, norm="BatchNorm", act: str = "SiLU",
+                 bias: bool = True, drop: float = 0.0):
+        super().__init__()
+        self.pw1 = nn.Linear(dim, 2 * dim, bias=bias)
+        self.dw = DepthwiseConv(dim, kernel=kernel, rank=rank, bias=bias)
+        self.norm = build_norm(norm, dim)
+        self.act = getattr(nn, act)()
+        self.pw2 = nn.Linear(dim, dim, bias=bias)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor, tokens: Tokens) -> Tensor:  # [B, L, C]
+        a, gate = self.pw1(x).chunk(2, dim=-1)
+        x = self.dw(a * torch.sigmoid(gate), tokens)  # GLU, then the depthwise conv (zeroes padding)
+        x = self.act(apply_norm(self.norm, x, tokens))
+        return self.drop(self.pw2(x))

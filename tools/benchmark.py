@@ -653,7 +653,7 @@ def peer_gps(args, w: Writer):
 
 def peer_conformer(args, w: Writer):
     """Our Conformer encoder (a registered backbone, Conformer-S when there is one) against
-    torchaudio's ``Conformer`` with the same width, depth, heads, FFN width and kernel, on
+    torchaudio's ``Conformer`` with the same width, depth, heads, FFN width, kernel and dropout, on
     ``8 x 250`` frames (the adapter's subsampling stem is not part of either)."""
     from glocal.core import BACKBONES, Tokens
 
@@ -677,9 +677,10 @@ def peer_conformer(args, w: Writer):
     B, T = (2, 50) if args.quick else (args.batch or 8, 250)
     torch.manual_seed(0)
     x = torch.randn(B, T, dim)
+    dropout = cfg_value(("dropout",), 0.0)
     peer = Conformer(input_dim=dim, num_heads=heads, ffn_dim=ffn_dim, num_layers=depth,
-                     depthwise_conv_kernel_size=kernel)
-    cfg_text = f"{depth} layers, dim {dim}, heads {heads}, ffn {ffn_dim}, kernel {kernel}"
+                     depthwise_conv_kernel_size=kernel, dropout=dropout)
+    cfg_text = f"{depth} layers, dim {dim}, heads {heads}, ffn {ffn_dim}, kernel {kernel}, dropout {dropout}"
     compare(w, Subject(f"glocal {variant}", ours, (Tokens(x.clone(), grid=(T,)),), config=cfg_text,
                        input_size=f"{T}x{dim}", batch=B),
             Subject("torchaudio Conformer", peer, (x.clone(), torch.full((B,), T)), config=cfg_text,
