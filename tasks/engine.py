@@ -682,10 +682,14 @@ def prepare_config(config, cfg_options: Mapping | None = None, work_dir: str | N
 
 def run_tool(main) -> None:
     """Run a tool's ``main()``; glocal's own errors print as ``error: <message>`` (exit code 2)
-    instead of a traceback."""
+    instead of a traceback. A process group the run created is destroyed before exit: left to the
+    interpreter's teardown, gloo's threads can outlive it and abort the process after a good run."""
     try:
         code = main()
     except GlocalError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     sys.exit(code or 0)
