@@ -73,3 +73,29 @@ def test_loglog_slope():
     xs = [1024, 2048, 4096, 8192]
     assert abs(tool.loglog_slope(xs, [3 * x for x in xs]) - 1) < 1e-9
     assert abs(tool.loglog_slope(xs, [x * x for x in xs]) - 2) < 1e-9
+
+
+def test_peers_quick_compares_each_backend(tmp_path):
+    """The scan, neighbourhood-attention and Conformer comparisons run and write a ratio on every
+    row of ours, for each backend this machine has (not a timing: any ratio is accepted)."""
+    out = tmp_path / "peers.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert _load_tool().main(["--suite", "peers", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--only", "scan", "neighborhood", "conformer", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = read_rows(out)
+    ours = {r["component"]: r for r in rows if r["ratio_to_peer"]}
+    expected = ["glocal selective_scan (PyTorch chunks)", "glocal NeighborhoodAttention (PyTorch tiles)",
+                "glocal conformer_s"]
+    from glocal.core import scan_kernel
+    from glocal.core.neighborhood import _na_library
+
+    if scan_kernel.available():
+        expected.append("glocal selective_scan (compiled kernel)")
+    if _na_library(torch.float32) is not None:
+        expected.append("glocal NeighborhoodAttention (compiled kernel)")
+    for name in expected:
+        assert name in ours, (name, sorted(ours))
+        assert float(ours[name]["ratio_to_peer"]) > 0 and ours[name]["peer"]
