@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["load", "run", "item_ranges", "ptr", "contiguous_rows", "LONG", "PTR", "REAL"]
+__all__ = ["load", "use_kernel", "run", "item_ranges", "ptr", "contiguous_rows", "BACKENDS", "LONG", "PTR", "REAL"]
 
 _HERE = Path(__file__).parent
 _HEADERS = ("simd.h",)  # shared by the kernels: part of every build's key
@@ -34,6 +34,7 @@ _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd",
 _TYPES = {torch.float32: [], torch.float64: ["-DREAL_DOUBLE"]}
 LONG, PTR = ctypes.c_long, ctypes.c_void_p
 REAL = object()  # argtypes placeholder: the kernel's float type (float or double)
+BACKENDS = ("auto", "torch", "kernel")  # what an op with a compiled kernel accepts as ``backend``
 
 
 def _cache_dir() -> Path:
@@ -67,10 +68,11 @@ def _build(cc: str, source: Path, extra: list[str]) -> Path:
 
 
 @lru_cache(maxsize=None)
-def load(name: str, dtype: torch.dtype, signatures: tuple[tuple[str, tuple], ...]):
-    """The kernel ``name`` (``core/<name>.c``) for ``dtype``, with each ``(function, argtypes)`` of
-    ``signatures`` declared (``REAL`` in argtypes: a C float or double); None when it cannot be
-    built here (no compiler, a failed build, ``GLOCAL_KERNELS=0``, or a dtype it does not take)."""
+def load(name: str, dtype: torch.dtype, signatures: tuple[tuple, ...]):
+    """The kernel ``name`` (``core/<name>.c``) for ``dtype``, with each ``(function, argtypes[,
+    restype])`` of ``signatures`` declared (``REAL`` in argtypes: a C float or double; no restype:
+    void); None when it cannot be built here (no compiler, a failed build, ``GLOCAL_KERNELS=0``, or
+    a dtype it does not take)."""
     if os.environ.get("GLOCAL_KERNELS", "1") == "0" or dtype not in _TYPES:
         return None
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -81,10 +83,24 @@ def load(name: str, dtype: torch.dtype, signatures: tuple[tuple[str, tuple], ...
     except (OSError, subprocess.CalledProcessError):
         return None
     real = ctypes.c_double if dtype == torch.float64 else ctypes.c_float
-    for fn, args in signatures:
+    for fn, args, *restype in signatures:
         f = getattr(lib, fn)
-        f.argtypes, f.restype = [real if a is REAL else a for a in args], None
+        f.argtypes, f.restype = [real if a is REAL else a for a in args], (restype or [None])[0]
     return lib
+
+
+def use_kernel(backend: str, eligible: bool, op: str, needs: str) -> bool:
+    """Whether an op runs its compiled kernel: ``backend`` one of :data:`BACKENDS`; ``eligible``:
+    these inputs can take it and it builds here. ``"kernel"`` without it is an error naming what
+    the kernel ``needs``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{op} backend must be one of {BACKENDS}; got {backend!r}")
+    if backend == "kernel" and not eligible:
+        from .errors import InputError
+
+        raise InputError(f"{op}(backend='kernel') needs {needs} and a C compiler to build its kernel "
+                         f"(set CC, or use backend='auto' / 'torch')")
+    return backend != "torch" and eligible
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None

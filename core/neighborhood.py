@@ -44,14 +44,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .ckernels import LONG, PTR, REAL, item_ranges, load, ptr, run
+from .ckernels import BACKENDS, LONG, PTR, REAL, item_ranges, load, ptr, run, use_kernel
 from .errors import InputError
 from .tokens import Tokens
 
 __all__ = ["NeighborhoodAttention", "neighborhood_attention", "neighborhood_attention_ref",
-           "neighborhood_indices", "effective_dilation", "BACKENDS"]
-
-BACKENDS = ("auto", "torch", "kernel")
+           "neighborhood_indices", "effective_dilation"]
 
 
 def _tuple(value, rank: int, name: str) -> tuple[int, ...]:
@@ -435,30 +433,25 @@ class _FusedNeighborhoodAttention(torch.autograd.Function):
         return gqkv, None if gbias is None else gbias.sum(0).to(ctx.bias_meta[1]), None, None
 
 
-def _use_kernel(backend: str, qkv: Tensor, dropout_p: float) -> bool:
-    if backend not in BACKENDS:
-        raise ValueError(f"neighbourhood attention backend must be one of {BACKENDS}; got {backend!r}")
-    fused = (backend != "torch" and qkv.device.type == "cpu" and not dropout_p
-             and _na_library(qkv.dtype) is not None)
-    if backend == "kernel" and not fused:
-        raise InputError("neighbourhood attention backend='kernel' needs CPU float32/float64 tensors, no "
-                         "attention dropout and a C compiler to build core/na_kernel.c (set CC, or use "
-                         "backend='auto' / 'torch')")
-    return fused
+def _use_kernel(backend: str, x: Tensor, dropout_p: float) -> bool:
+    eligible = x.device.type == "cpu" and not dropout_p and _na_library(x.dtype) is not None
+    return use_kernel(backend, eligible, "neighbourhood attention", "CPU float32/float64 tensors, no attention dropout")
 
 
-def _attend(qkv: Tensor, grid: tuple[int, ...], kernel: tuple[int, ...], dilation: tuple[int, ...], bias, mask,
-            tile, dropout_p: float, block: int, backend: str) -> Tensor:
-    """The fast paths on a joint projection ``qkv: [B, L, 3, h, d]`` -> ``[B, L, h, d]``."""
-    if _use_kernel(backend, qkv, dropout_p):
-        table = _table(grid, kernel, dilation, str(qkv.device))
-        return _FusedNeighborhoodAttention.apply(qkv.contiguous(), bias, mask, table)
-    B, L, _, h, dh = qkv.shape
-    q, k, v = qkv.permute(2, 0, 3, 1, 4)  # [B, h, L, d] each
-    plan = _plan(grid, kernel, dilation, tile, str(qkv.device), B, h, block)
+def _fused(qkv: Tensor, grid, kernel, dilation, bias, mask) -> Tensor:
+    """The compiled kernel on a joint projection ``qkv: [B, L, 3, h, d]`` -> ``[B, L, h, d]``."""
+    table = _table(grid, kernel, dilation, str(qkv.device))
+    return _FusedNeighborhoodAttention.apply(qkv.contiguous(), bias, mask, table)
+
+
+def _tiled(q: Tensor, k: Tensor, v: Tensor, grid, kernel, dilation, bias, mask, tile, dropout_p: float,
+           block: int) -> Tensor:
+    """The PyTorch tiles on ``q, k, v: [B, h, L, d]`` -> ``[B, h, L, d]``."""
+    B, h, L, dh = q.shape
+    plan = _plan(grid, kernel, dilation, tile, str(q.device), B, h, block)
     flat = [t.reshape(B * h * L, dh) for t in (q * dh ** -0.5, k, v)]
     o = _TiledNeighborhoodAttention.apply(*flat, bias, mask, plan, h, float(dropout_p))
-    return o.view(B, h, L, dh).transpose(1, 2)
+    return o.view(B, h, L, dh)
 
 
 def neighborhood_attention(q: Tensor, k: Tensor, v: Tensor, grid: tuple[int, ...], kernel,
@@ -478,9 +471,10 @@ def neighborhood_attention(q: Tensor, k: Tensor, v: Tensor, grid: tuple[int, ...
     grid = tuple(int(g) for g in grid)
     kernel, dilation = _tuple(kernel, r, "kernel"), _tuple(dilation, r, "dilation")
     tile = _tuple(tile if tile is not None else kernel, r, "tile")
-    qkv = torch.stack((q, k, v), 2).permute(0, 3, 2, 1, 4)  # [B, L, 3, h, d]
-    o = _attend(qkv, grid, kernel, dilation, bias, mask, tile, dropout_p, block, backend)  # [B, L, h, d]
-    return o.transpose(1, 2)  # [B, h, L, d]
+    if _use_kernel(backend, q, dropout_p):
+        qkv = torch.stack((q, k, v), 2).permute(0, 3, 2, 1, 4)  # [B, L, 3, h, d]
+        return _fused(qkv, grid, kernel, dilation, bias, mask).transpose(1, 2)  # [B, h, L, d]
+    return _tiled(q, k, v, grid, kernel, dilation, bias, mask, tile, dropout_p, block)
 
 
 class NeighborhoodAttention(nn.Module):
@@ -551,9 +545,14 @@ class NeighborhoodAttention(nn.Module):
             o = neighborhood_attention_ref(q, k, v, grid, self.kernel, self.dilation, bias, tokens.mask)
             o = o.transpose(1, 2)
         else:
-            tile = _tuple(self.tile if self.tile is not None else self.kernel, self.rank, "tile")
-            o = _attend(qkv, grid, self.kernel, self.dilation, bias, tokens.mask, tile,
-                        self.attn_drop if self.training else 0.0, self.block, self.backend)  # [B, L, h, d]
+            dropout_p = self.attn_drop if self.training else 0.0
+            if _use_kernel(self.backend, qkv, dropout_p):
+                o = _fused(qkv, grid, self.kernel, self.dilation, bias, tokens.mask)  # [B, L, h, d]
+            else:
+                tile = _tuple(self.tile if self.tile is not None else self.kernel, self.rank, "tile")
+                q, k, v = qkv.permute(2, 0, 3, 1, 4)  # [B, h, L, d] each
+                o = _tiled(q, k, v, grid, self.kernel, self.dilation, bias, tokens.mask, tile, dropout_p,
+                           self.block).transpose(1, 2)
         return self.proj_drop(self.proj(o.reshape(B, L, C)))  # [B, L, C]
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:

@@ -22,15 +22,12 @@ _SIGNATURES = (
     ("scan_forward", (PTR, LONG, LONG, PTR, LONG, LONG, PTR, PTR, PTR, PTR, PTR) + (LONG,) * 8),
     ("scan_backward", (PTR, LONG, LONG, PTR, LONG, LONG, PTR, PTR, PTR, PTR, LONG, LONG, PTR, PTR, PTR, PTR, PTR, PTR)
      + (LONG,) * 8),
-    ("scan_items", (LONG,) * 3),
+    ("scan_items", (LONG,) * 3, LONG),
 )
 
 
 def _library(dtype: torch.dtype):
-    lib = load("scan_kernel", dtype, _SIGNATURES)
-    if lib is not None:
-        lib.scan_items.restype = LONG
-    return lib
+    return load("scan_kernel", dtype, _SIGNATURES)
 
 
 def available(dtype: torch.dtype = torch.float32) -> bool:

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from . import scan_kernel
+from .ckernels import BACKENDS, use_kernel
 from .ckernels import contiguous_rows as _rows
 from .block import apply_norm, build_norm
 from .errors import InputError
@@ -56,7 +57,6 @@ __all__ = ["selective_scan", "selective_scan_ref", "scan_macs", "Mamba", "SS2D",
 
 DEFAULT_CHUNK = 16  # steps per chunk of the PyTorch path; tuned on a 2-core CPU (4 to 64 tried)
 DEFAULT_FUSED_CHUNK = 16  # steps per chunk of the compiled kernel: its backward buffers stay in L2
-BACKENDS = ("auto", "torch", "kernel")
 
 
 # --- the plain reference ---------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
         >>> torch.allclose(y, selective_scan_ref(u, dt, A, B, C), atol=1e-5)
         True
     """
-    if backend not in BACKENDS:
+    if backend not in BACKENDS:  # (checked again below; here before the CUDA shortcut)
         raise ValueError(f"selective_scan backend must be one of {BACKENDS}; got {backend!r}")
     if backend == "auto" and u.is_cuda:
         kernel = _mamba_ssm_kernel()
@@ -332,10 +332,8 @@ def selective_scan(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Te
     dt = _prepare_dt(dt, dt_bias, dt_softplus)
     Bg, Cg = _grouped(B, Dm, "B"), _grouped(C, Dm, "C")
     work = torch.promote_types(u.dtype, torch.float32)  # half inputs scan in float32
-    fused = backend != "torch" and u.device.type == "cpu" and scan_kernel.available(work)
-    if backend == "kernel" and not fused:
-        raise InputError("selective_scan(backend='kernel') needs CPU tensors and a C compiler to build "
-                         "core/scan_kernel.c (set CC, or use backend='auto' / 'torch')")
+    fused = use_kernel(backend, u.device.type == "cpu" and scan_kernel.available(work), "selective_scan",
+                       "CPU tensors")
     x, dt = (dt * u).to(work), dt.to(work)
     channel_major = x.stride(-1) == 1 and L > 1  # [B, D, L] storage: transpose in tiles, once
     if channel_major:
