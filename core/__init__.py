@@ -14,8 +14,7 @@ from .hilo import HiLoAttention
 from .linear_attention import LinearAttention
 from .mbconv import MBConv
 from .neighborhood import NeighborhoodAttention
-from .registry import (ADAPTERS, BACKBONES, BLOCKS, DATASETS, DOWNSAMPLERS, HEADS, LOSSES, METRICS,
-                       MIXERS, MODELS, NORMS, TRANSFORMS, Registry)
+from .registry import BACKBONES, BLOCKS, DOWNSAMPLERS, MIXERS, NORMS, Registry
 from .ssm import SS2D, Mamba, selective_scan, selective_scan_ref
 from .tokens import Tokens
 
@@ -23,7 +22,7 @@ __all__ = [
     "Tokens", "LocalGlobalBlock", "Residual", "Parallel", "Mlp", "DropPath", "LayerScale", "TokenNorm",
     "FullAttention", "WindowAttention", "DepthwiseConv", "PatchMerging", "ConvDownsample", "Backbone",
     "BackboneOutput", "IsotropicBackbone", "Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS",
-    "BACKBONES", "ADAPTERS", "HEADS", "MODELS", "DATASETS", "TRANSFORMS", "METRICS", "LOSSES",
+    "BACKBONES",
     "GlocalError", "InputError", "MissingStructureError", "ConfigError", "DatasetNotFoundError",
     "NeighborhoodAttention", "GridAttention", "HiLoAttention", "MBConv",
     "Mamba", "SS2D", "LinearAttention", "selective_scan", "selective_scan_ref",

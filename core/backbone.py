@@ -19,18 +19,28 @@ from .block import BlockSequence, apply_norm, build_norm
 from .errors import ConfigError
 from .registry import BLOCKS, DOWNSAMPLERS
 from .tokens import Tokens
+from .undo import Undo
 
 __all__ = ["BackboneOutput", "Backbone", "IsotropicBackbone"]
 
 
 @dataclass
 class BackboneOutput:
+    """Every stage's tokens and the way back from each: ``undo[i]`` brings stage ``i`` features to
+    stage ``i - 1``'s tokens (None where stage ``i`` does not downsample), ``stem`` brings stage
+    0's tokens back to the input elements (pixels, frames, points; None when the adapter cannot)."""
+
     stages: list[Tokens]  # per-stage output tokens, finest first
-    undo: list[dict | None] = field(default_factory=list)  # per stage: how its downsampling undoes
+    undo: list[Undo | None] = field(default_factory=list)
+    stem: Undo | None = None
 
     @property
     def last(self) -> Tokens:
         return self.stages[-1]
+
+    @property
+    def dims(self) -> list[int]:
+        return [t.dim for t in self.stages]
 
 
 def _stage_blocks(spec: Mapping, dim: int, drop_paths: Sequence[float]) -> list[nn.Module]:
@@ -76,15 +86,22 @@ class Backbone(nn.Module):
         for i, (spec, dim, depth) in enumerate(zip(stages, self.dims, depths)):
             ds_cfg = spec.get("downsample", downsample if i > 0 else None)
             if ds_cfg is None and dim != prev:
-                raise ConfigError(f"stage {i} changes width {prev} -> {dim} but has no downsampler: "
-                                  f"give the backbone (or the stage) a 'downsample' config")
+                what = (f"the backbone takes {prev}-wide tokens (in_dim) but stage 0 is {dim} wide" if i == 0
+                        else f"stage {i} changes width {prev} -> {dim}")
+                raise ConfigError(f"{what} and has no downsampler: give the backbone (or the stage) a "
+                                  f"'downsample' config" + (", or make the adapter's width match" if i == 0 else ""))
             self.downsamplers.append(DOWNSAMPLERS.build(ds_cfg, dim=prev, out_dim=dim) if ds_cfg else nn.Identity())
             self.stages.append(BlockSequence(_stage_blocks(spec, dim, rates[start:start + depth])))
             prev, start = dim, start + depth
         self.out_dim = prev
         self.out_norm = build_norm(out_norm, prev)
 
-    def forward(self, tokens: Tokens) -> BackboneOutput:
+    def forward(self, tokens: Tokens | tuple[Tokens, Undo], stem: Undo | None = None) -> BackboneOutput:
+        """``tokens`` from the adapter (``[B, L, in_dim]``); ``stem``: the adapter's undo, handed
+        through to the output for dense heads. An adapter's ``(tokens, undo)`` pair is taken as
+        it is: ``backbone(adapter(batch))``."""
+        if isinstance(tokens, tuple):
+            tokens, stem = tokens
         outs, undo = [], []
         for downsample, stage in zip(self.downsamplers, self.stages):
             info = None
@@ -94,7 +111,7 @@ class Backbone(nn.Module):
             outs.append(tokens)
             undo.append(info)
         outs[-1] = outs[-1].replace(x=apply_norm(self.out_norm, outs[-1].x, outs[-1]))
-        return BackboneOutput(outs, undo)
+        return BackboneOutput(outs, undo, stem)
 
 
 def IsotropicBackbone(in_dim: int, depth: int, blocks, dim: int | None = None, drop_path_rate: float = 0.0,

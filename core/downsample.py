@@ -15,6 +15,7 @@ from .block import build_norm
 from .errors import InputError
 from .gridops import pad_grid
 from .tokens import Tokens
+from .undo import GridUndo
 
 __all__ = ["PatchMerging", "ConvDownsample", "coarse_tokens"]
 
@@ -23,9 +24,10 @@ def _factors(factors, rank: int) -> tuple[int, ...]:
     return (factors,) * rank if isinstance(factors, int) else tuple(factors)
 
 
-def coarse_tokens(tokens: Tokens, x: Tensor, grid: tuple[int, ...], factors: tuple[int, ...]) -> Tokens:
-    """New tokens on the coarse ``grid``: the mask is any-valid over each cell, ``pos`` the mean of
-    the valid fine positions; structure tied to the fine tokens (edges, order) is dropped."""
+def coarse_tokens(tokens: Tokens, x: Tensor, grid: tuple[int, ...], factors: tuple[int, ...]) -> tuple[Tokens, GridUndo]:
+    """New tokens on the coarse ``grid`` and the undo back to ``tokens``: the mask is any-valid
+    over each cell, ``pos`` the mean of the valid fine positions; structure tied to the fine tokens
+    (edges, order) is not carried to the coarse level, and the undo restores it."""
     B = x.shape[0]
     mask = pos = None
     if tokens.mask is not None:
@@ -37,7 +39,8 @@ def coarse_tokens(tokens: Tokens, x: Tensor, grid: tuple[int, ...], factors: tup
         p, _ = pad_grid(tokens.pos.view(B, *tokens.grid, -1) * w, tokens.grid, factors)
         w, _ = pad_grid(w, tokens.grid, factors)
         pos = _merge(p, grid, factors, split=True).sum(-2) / _merge(w, grid, factors, split=True).sum(-2).clamp_min(1)
-    return Tokens(x, mask=mask, grid=grid, pos=pos, extras=tokens.extras)
+    undo = GridUndo(tokens.grid, factors, fine=tokens)
+    return Tokens(x, mask=mask, grid=grid, pos=pos, extras=tokens.extras), undo
 
 
 def _merge(x: Tensor, coarse: tuple[int, ...], factors: tuple[int, ...], split: bool = False) -> Tensor:
@@ -64,7 +67,7 @@ class PatchMerging(nn.Module):
         self.norm = build_norm(norm, k * dim)
         self.reduction = nn.Linear(k * dim, out_dim or 2 * dim, bias=False)
 
-    def forward(self, tokens: Tokens) -> tuple[Tokens, dict]:
+    def forward(self, tokens: Tokens) -> tuple[Tokens, GridUndo]:
         grid = tokens.require("grid", "PatchMerging")
         if len(grid) != len(self.factors):
             raise InputError(f"PatchMerging factors {self.factors} do not match the grid {grid}")
@@ -72,7 +75,7 @@ class PatchMerging(nn.Module):
         x, padded = pad_grid(tokens.zero_padding(tokens.x).view(B, *grid, C), grid, self.factors)
         coarse = tuple(p // f for p, f in zip(padded, self.factors))
         x = self.reduction(self.norm(_merge(x, coarse, self.factors)))  # [B, L', out]
-        return coarse_tokens(tokens, x, coarse, self.factors), dict(grid=grid, mask=tokens.mask)
+        return coarse_tokens(tokens, x, coarse, self.factors)
 
 
 class ConvDownsample(nn.Module):
@@ -92,7 +95,7 @@ class ConvDownsample(nn.Module):
         self.norm_first = norm_first
         self.norm = build_norm(norm, dim if norm_first else out_dim)
 
-    def forward(self, tokens: Tokens) -> tuple[Tokens, dict]:
+    def forward(self, tokens: Tokens) -> tuple[Tokens, GridUndo]:
         grid = tokens.require("grid", "ConvDownsample")
         if len(grid) != len(self.factors):
             raise InputError(f"ConvDownsample factors {self.factors} do not match the grid {grid}")
@@ -106,4 +109,4 @@ class ConvDownsample(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # [B, L', out]
         if not self.norm_first:
             x = self.norm(x)
-        return coarse_tokens(tokens, x, coarse, self.factors), dict(grid=grid, mask=tokens.mask)
+        return coarse_tokens(tokens, x, coarse, self.factors)

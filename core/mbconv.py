@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .block import DropPath, TokenNorm
 from .downsample import coarse_tokens
+from .undo import GridUndo
 from .gridops import pad_grid
 from .errors import InputError
 from .tokens import Tokens
@@ -116,7 +117,7 @@ class MBConv(nn.Module):
         h = self.dwconv(h.transpose(1, 2).reshape(B, -1, *grid))  # [B, mid, *coarse]
         coarse = tuple(h.shape[2:])
         h = h.flatten(2).transpose(1, 2)  # [B, L', mid]
-        out_tokens = coarse_tokens(tokens, h, coarse, self.stride) if down else tokens
+        out_tokens = coarse_tokens(tokens, h, coarse, self.stride)[0] if down else tokens
         h = self.act(self.norm2(h, out_tokens))
         if self.se is not None:
             h = self.se(h, out_tokens)
@@ -127,12 +128,12 @@ class MBConv(nn.Module):
 
 class MBConvDownsample(MBConv):
     """:class:`MBConv` with ``stride=2`` in a backbone stage's downsampler slot:
-    ``Tokens -> (Tokens, undo)`` with ``undo = dict(grid=fine grid, mask=fine mask)``."""
+    ``Tokens -> (Tokens, GridUndo)``."""
 
     def __init__(self, dim: int, out_dim: int | None = None, stride=2, expand: float = 4.0, kernel: int = 3,
                  se_ratio: float = 0.25, act: str = "GELU", rank: int = 2, drop_path: float = 0.0,
                  eps: float = 1e-3):
         super().__init__(dim, out_dim, stride, expand, kernel, se_ratio, act, rank, drop_path, eps)
 
-    def forward(self, tokens: Tokens) -> tuple[Tokens, dict]:
-        return super().forward(tokens), dict(grid=tokens.grid, mask=tokens.mask)
+    def forward(self, tokens: Tokens) -> tuple[Tokens, GridUndo]:
+        return super().forward(tokens), GridUndo(tokens.grid, self.stride, fine=tokens)

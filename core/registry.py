@@ -1,9 +1,14 @@
 """Registries and config-dict building.
 
-Registration is explicit and lives in one place per layer: ``glocal.core.catalog``,
-``glocal.modalities.catalog`` and ``glocal.tasks.catalog`` each call ``REGISTRY.add(...)`` for
-everything they offer. The first lookup in any registry imports those catalogs (in that order), so
-a name is never "not in the registry" because some module happened not to be imported.
+Each layer owns the registries of what it defines and registers everything explicitly in ONE
+catalog module: ``glocal.core.catalog`` (mixers, norms, blocks, downsamplers, backbones),
+``glocal.modalities.catalog`` (adapters, datasets, transforms, batch preprocessors) and
+``glocal.tasks.catalog`` (task models, heads, losses, metrics, post-processing, test-time
+augmentation). A registry imports its own layer's catalog on its first lookup, so a name is never
+"not in the registry" because some module happened not to be imported; ``glocal.core`` never
+imports a layer above it. A catalog may register a name *lazily* (``add_lazy``: the module is
+imported when the name is first built), which is how one modality's decoders stay unimported
+while another modality is used.
 
 ``build(cfg)`` takes a dict with ``type=`` (or an already-built object, passed through), checks
 the remaining keys against the constructor's signature and reports unknown types and keys with
@@ -19,29 +24,24 @@ from typing import Any
 
 from .errors import ConfigError, close_names
 
-__all__ = ["Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS", "BACKBONES", "ADAPTERS", "HEADS",
-           "MODELS", "DATASETS", "TRANSFORMS", "METRICS", "LOSSES", "ALL_REGISTRIES", "build",
-           "load_catalogs"]
-
-CATALOGS = ("glocal.core.catalog", "glocal.modalities.catalog", "glocal.tasks.catalog")
-_loaded = False
-
-
-def load_catalogs() -> None:
-    """Import the three catalog modules once; they register every component explicitly."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for name in CATALOGS:
-            importlib.import_module(name)
+__all__ = ["Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS", "BACKBONES", "CORE_REGISTRIES", "build",
+           "accepted_args"]
 
 
 class Registry:
-    """A named table ``type name -> class or factory``."""
+    """A named table ``type name -> class or factory``, filled by the catalog module ``catalog``
+    (imported on the first lookup)."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, catalog: str | None = None):
+        self.name, self.catalog = name, catalog
         self._items: dict[str, Callable] = {}
+        self._lazy: dict[str, str] = {}  # name -> "module:attribute", imported when first used
+        self._loaded = catalog is None
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            importlib.import_module(self.catalog)
 
     def add(self, obj: Callable, name: str | None = None) -> Callable:
         name = name or obj.__name__
@@ -54,19 +54,29 @@ class Registry:
         for obj in objs:
             self.add(obj)
 
+    def add_lazy(self, module: str, *names: str) -> None:
+        """Register ``names`` as attributes of ``module``, imported only when one is first used."""
+        for name in names:
+            if name in self._items or self._lazy.get(name, module) != module:
+                raise ConfigError(f"{self.name} registry: {name!r} is registered twice")
+            self._lazy[name] = module
+
     def names(self) -> list[str]:
-        load_catalogs()
-        return sorted(self._items)
+        self._load()
+        return sorted({*self._items, *self._lazy})
 
     def __contains__(self, name: str) -> bool:
-        load_catalogs()
-        return name in self._items
+        self._load()
+        return name in self._items or name in self._lazy
 
     def get(self, name: str) -> Callable:
-        load_catalogs()
+        self._load()
         if name not in self._items:
-            raise ConfigError(f"unknown {self.name} type={name!r}; "
-                              f"{close_names(name, self._items)}")
+            if name not in self._lazy:
+                raise ConfigError(f"unknown {self.name} type={name!r}; "
+                                  f"{close_names(name, self.names())}")
+            module = self._lazy.pop(name)
+            self._items[name] = getattr(importlib.import_module(module), name)
         return self._items[name]
 
     def build(self, cfg: Any, **defaults) -> Any:
@@ -126,21 +136,15 @@ def accepted_args(factory: Callable) -> list[str] | None:
     return names if inspect.isclass(factory) else None
 
 
-MIXERS = Registry("mixer")  # local encoders, global mixers and FFNs: forward(x [B,L,C], tokens)
-NORMS = Registry("norm")
-BLOCKS = Registry("block")
-DOWNSAMPLERS = Registry("downsampler")
-BACKBONES = Registry("backbone")
-ADAPTERS = Registry("adapter")
-HEADS = Registry("head")
-MODELS = Registry("model")
-DATASETS = Registry("dataset")
-TRANSFORMS = Registry("transform")
-METRICS = Registry("metric")
-LOSSES = Registry("loss")
-ALL_REGISTRIES = (MIXERS, NORMS, BLOCKS, DOWNSAMPLERS, BACKBONES, ADAPTERS, HEADS, MODELS, DATASETS,
-                  TRANSFORMS, METRICS, LOSSES)
+_CORE = "glocal.core.catalog"
+MIXERS = Registry("mixer", _CORE)  # local encoders, global mixers and FFNs: forward(x [B,L,C], tokens)
+NORMS = Registry("norm", _CORE)
+BLOCKS = Registry("block", _CORE)
+DOWNSAMPLERS = Registry("downsampler", _CORE)
+BACKBONES = Registry("backbone", _CORE)
+CORE_REGISTRIES = (MIXERS, NORMS, BLOCKS, DOWNSAMPLERS, BACKBONES)
 
 
 def build(registry: Registry, cfg: Any, **defaults) -> Any:
     return registry.build(cfg, **defaults)
+

@@ -36,6 +36,16 @@ PROVIDERS = {
 }
 
 
+def _device_of(args, kwargs) -> torch.device | None:
+    """The device named in ``Tensor.to``-style arguments, if any."""
+    for a in (*args, kwargs.get("device")):
+        if isinstance(a, (str, torch.device)):
+            return torch.device(a)
+        if isinstance(a, Tensor):
+            return a.device
+    return None
+
+
 @dataclass(frozen=True)
 class Tokens:
     x: Tensor  # [B, L, C]
@@ -96,6 +106,21 @@ class Tokens:
                 and new.x.shape[:2] == self.x.shape[:2]):
             object.__setattr__(new, "_derived", self._derived)
         return new
+
+    def to(self, *args, **kwargs) -> Tokens:
+        """Every tensor (features, structure, tensors in ``extras``) moved/cast like ``Tensor.to``;
+        integer and bool structure keeps its dtype (only the device follows)."""
+        def move(t):
+            if not isinstance(t, Tensor):
+                return t
+            if t.is_floating_point():
+                return t.to(*args, **kwargs)
+            device = _device_of(args, kwargs)
+            return t if device is None else t.to(device)
+
+        fields = {f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
+        fields["extras"] = {k: move(v) for k, v in self.extras.items()}
+        return Tokens(**fields)
 
     def derived(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, run once for this batch's structure (``mask``, ``edge_index``, ``B, L``)

@@ -1,11 +1,19 @@
-"""Everything glocal.modalities offers to configs, registered explicitly in one place."""
-from glocal.core.registry import ADAPTERS, DATASETS, MODELS, TRANSFORMS
+"""Everything glocal.modalities offers to configs, registered explicitly in one place.
 
-from . import image
+Entries are lazy: a modality's package (and its decoding libraries) is imported when one of its
+names is first built, so a graph user never imports decord, open3d or torchaudio.
+"""
+from .registry import ADAPTERS, COLLATES, DATASETS, PREPROCESSORS, TRANSFORMS
 
-# --- image ---------------------------------------------------------------------------------------
-ADAPTERS.add_all(image.PatchStem, image.ConvStem)
-MODELS.add_all(image.ImageDataPreprocessor)
-DATASETS.add_all(image.FashionMNIST, image.ImageFolder)
-TRANSFORMS.add_all(image.RandomCrop, image.RandomFlip, image.Resize, image.CenterCrop,
-                   image.RandomResizedCrop, image.RandomErasing, image.PackInputs)
+# --- shared by every modality ---------------------------------------------------------------------
+BATCH = "glocal.modalities.batch"
+PREPROCESSORS.add_lazy(BATCH, "BatchPreprocessor")
+COLLATES.add_lazy(BATCH, "StackCollate", "PadCollate")
+
+# --- image ----------------------------------------------------------------------------------------
+IMAGE = "glocal.modalities.image"
+ADAPTERS.add_lazy(IMAGE, "PatchStem", "ConvStem")
+PREPROCESSORS.add_lazy(IMAGE, "ImageDataPreprocessor")
+DATASETS.add_lazy(IMAGE, "FashionMNIST", "FashionMNISTScenes", "ImageFolder")
+TRANSFORMS.add_lazy(IMAGE, "RandomCrop", "RandomFlip", "Resize", "CenterCrop", "RandomResizedCrop",
+                    "RandomErasing", "PackInputs")

@@ -6,20 +6,21 @@ sampler hands out the seeds, so augmentation is reproducible across runs, resume
 counts, and independent of the global RNG. Without a seed (plain indexing, evaluation) a fresh
 unseeded generator is used.
 
-Each dataset knows how to batch its own samples (``collate``): fixed-size modalities stack, ragged
-ones (graphs, point clouds) pad and mask.
+Each dataset knows how to batch its own samples (``collate``, see :mod:`glocal.modalities.batch`):
+fixed-size modalities stack, ragged ones (graphs, point clouds, utterances) pad and mask. A ragged
+dataset also exposes ``lengths()`` (elements per sample, without decoding) for length bucketing.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from glocal.core.registry import TRANSFORMS
+from .batch import stack_collate
+from .registry import TRANSFORMS
 
-__all__ = ["GlocalDataset", "Compose", "stack_collate"]
+__all__ = ["GlocalDataset", "Compose", "stack_collate"]  # stack_collate: see .batch
 
 
 class Compose:
@@ -36,19 +37,6 @@ class Compose:
 
     def __repr__(self):
         return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
-
-
-def stack_collate(samples: Sequence[dict]) -> dict:
-    """``[{'inputs': T, 'label': y, ...}] -> {'inputs': stack(T), 'data_samples': {'label': tensor}}``."""
-    inputs = torch.stack([torch.as_tensor(s["inputs"]) for s in samples])
-    data_samples = {}
-    for k in samples[0]:
-        if k == "inputs":
-            continue
-        values = [s[k] for s in samples]
-        numeric = all(isinstance(v, (int, float, np.number, np.ndarray, torch.Tensor)) for v in values)
-        data_samples[k] = torch.as_tensor(np.asarray(values)) if numeric else values  # paths stay a list
-    return dict(inputs=inputs, data_samples=data_samples)
 
 
 class GlocalDataset(Dataset):
@@ -69,4 +57,4 @@ class GlocalDataset(Dataset):
         rng = np.random.default_rng(seed)
         return self.pipeline(self.load(int(index)), rng)
 
-    collate = staticmethod(stack_collate)
+    collate = stack_collate

@@ -1,6 +1,11 @@
-"""glocal.tasks: heads, losses, metrics and the task models that glue adapter + backbone + head."""
-from .classification import Classifier
-from .heads import ClsHead
-from .metrics import Accuracy
+"""glocal.tasks: heads, losses, metrics, post-processing, test-time augmentation, and the one task
+model that glues adapter + backbone + head."""
+from .heads import ClsHead, UNetHead
+from .losses import CrossEntropyLoss
+from .metrics import Accuracy, IoUMetric
+from .model import Classifier, TaskModel
+from .postprocess import ClassifyPost, SegmentPost
+from .tta import FlipTTA
 
-__all__ = ["Classifier", "ClsHead", "Accuracy"]
+__all__ = ["TaskModel", "Classifier", "ClsHead", "UNetHead", "CrossEntropyLoss", "Accuracy", "IoUMetric",
+           "ClassifyPost", "SegmentPost", "FlipTTA"]

@@ -13,5 +13,14 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Small models train fastest on one thread (and a shared 2-core box stays usable)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def has_fashion_mnist() -> bool:
     return os.path.isfile(os.path.join(FASHION_MNIST, "t10k-labels-idx1-ubyte.gz"))

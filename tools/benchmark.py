@@ -3,6 +3,7 @@
     python tools/benchmark.py --suite mixers  --out mixers.csv  [--plot mixers.png]
     python tools/benchmark.py --suite scaling --out scaling.csv --plot scaling.png
     python tools/benchmark.py --suite peers   --out peers.csv
+    python tools/benchmark.py --suite collate --out collate.csv [--plot collate.png]
     options: --threads N (default 2)  --quick (tiny sizes, for smoke tests)  --repeats R  --warmup W
 
 Suites:
@@ -21,6 +22,14 @@ Suites:
   neighbourhood-attention fast paths (compiled kernel, PyTorch tiles) vs its reference and vs
   window attention, the chunked scan (compiled kernel, PyTorch chunks) vs the sequential one.
   Components another part of glocal does not provide yet are listed with a note.
+- ``collate``: padding of ragged batches. 10,000 lognormal lengths (median 100 tokens, sigma
+  0.75, clipped to 4..2048), batch 32: plain shuffling against ``BucketBatchSampler`` at a few
+  bucket sizes (the largest sorts the whole epoch). ``padding_share`` (padded slots / all slots of
+  one epoch's batches) is counted exactly, for the whole epoch; ``fwd_ms`` is the estimated
+  collate + forward time of that epoch for a small mixer at the padded sizes (masked
+  ``LinearAttention``, dim 64, eval, no_grad): the mean over 16 batches at evenly spaced quantiles
+  of the padded size, times the number of batches (the orders timed interleaved, round by round).
+  ``ratio_to_peer`` = plain shuffling's time / the bucketed one.
 
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
 ``pandas.read_csv(path, comment="#")``):
@@ -39,6 +48,7 @@ How things are measured (also written as ``#`` lines at the top of the CSV; read
   above 1 means ours is faster.
 - ``gemm_fraction``: achieved MAC/s of a training step (3 x forward MACs / fwd+bwd time) as a
   fraction of this machine's dense float32 GEMM rate measured at the start of the same run.
+- ``padding_share`` (``collate`` only): ``glocal.tasks.engine.padding_share`` of the batches.
 """
 from __future__ import annotations
 
@@ -57,13 +67,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler quiet on stderr
 
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 COLUMNS = ["component", "config", "input_size", "batch", "threads", "fwd_ms", "fwdbwd_ms", "peak_mb", "params",
-           "macs", "peer", "ratio_to_peer", "gemm_fraction", "slope_fwd", "slope_fwdbwd", "slope_mem", "note"]
+           "macs", "peer", "ratio_to_peer", "gemm_fraction", "slope_fwd", "slope_fwdbwd", "slope_mem", "note",
+           "padding_share"]
 
 
 # --- what is measured ------------------------------------------------------------------------------
@@ -251,7 +264,7 @@ def gemm_rate(n: int, repeats: int = 5) -> float:
 
 class Writer:
     def __init__(self, path: str, suite: str, threads: int, header_lines: list[str]):
-        self.path, self.threads, self.rows = path, threads, []
+        self.path, self.suite, self.threads, self.rows = path, suite, threads, []
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.f = open(path, "w", newline="")
         for line in header_lines:
@@ -276,8 +289,9 @@ class Writer:
         self.csv.writerow(row)
         self.f.flush()
         self.rows.append(row)
-        shown = {k: row[k] for k in ("component", "input_size", "fwd_ms", "fwdbwd_ms", "peak_mb", "ratio_to_peer",
-                                     "slope_fwdbwd", "slope_mem", "note") if row[k] != ""}
+        shown = {k: row[k] for k in ("component", "config", "input_size", "fwd_ms", "fwdbwd_ms", "peak_mb",
+                                     "padding_share", "ratio_to_peer", "slope_fwdbwd", "slope_mem", "note")
+                 if row[k] != "" and (k != "config" or self.suite == "collate")}
         print("  " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
         return row
 
@@ -802,12 +816,104 @@ def suite_peers(args, w: Writer):
             w.add(component=name, note=f"failed: {_note(e)}")
 
 
+# --- suite: collate -------------------------------------------------------------------------------
+
+class _Lengths:
+    """What ``BucketBatchSampler`` reads of a dataset: its size and per-sample lengths."""
+
+    def __init__(self, lengths: np.ndarray):
+        self._lengths = lengths
+
+    def __len__(self):
+        return len(self._lengths)
+
+    def lengths(self) -> np.ndarray:
+        return self._lengths
+
+
+def skewed_lengths(n: int, seed: int = 0, median: float = 100.0, sigma: float = 0.75, lo: int = 4,
+                   hi: int = 2048) -> np.ndarray:
+    """Lognormal sample lengths (utterance frames, points, nodes), clipped to ``[lo, hi]``: ``[N]``."""
+    raw = np.random.default_rng(seed).lognormal(math.log(median), sigma, n)
+    return np.clip(np.rint(raw), lo, hi).astype(np.int64)
+
+
+def time_epochs(lengths: np.ndarray, orders: list[list[np.ndarray]], mixer: nn.Module, dim: int, n_timed: int,
+                repeats: int) -> list[float]:
+    """Estimated collate + forward time (ms) of each epoch's batches in ``orders``: the mean over
+    ``n_timed`` batches at evenly spaced quantiles of the padded size (median of ``repeats`` rounds
+    each, the epochs interleaved within a round), times the number of batches."""
+    from glocal.core import Tokens
+
+    g = torch.Generator().manual_seed(0)
+    picked = []  # per epoch: the timed batches as decoded samples, [L_i, C] each
+    for batches in orders:
+        slots = np.array([len(b) * lengths[b].max() for b in batches])
+        at = np.argsort(slots, kind="stable")[np.linspace(0, len(batches) - 1, n_timed).round().astype(int)]
+        picked.append([[torch.randn(int(lengths[i]), dim, generator=g) for i in batches[j]] for j in at])
+
+    def step(samples):
+        x = nn.utils.rnn.pad_sequence(samples, batch_first=True)  # collate: [B, L_max, C]
+        mask = torch.arange(x.shape[1])[None] < torch.tensor([len(s) for s in samples])[:, None]  # [B, L_max]
+        with torch.no_grad():
+            mixer(x, Tokens(x, grid=(x.shape[1],), mask=mask))
+
+    mixer.eval()
+    for samples in picked[0]:
+        step(samples)  # warm-up
+    times = [[[] for _ in batches] for batches in picked]
+    for _ in range(repeats):
+        for epoch, batches in enumerate(picked):
+            for j, samples in enumerate(batches):
+                times[epoch][j].append(_timed(lambda: step(samples)))
+    return [1e3 * statistics.mean(statistics.median(t) for t in per_batch) * len(batches)
+            for per_batch, batches in zip(times, orders)]
+
+
+def suite_collate(args, w: Writer):
+    from glocal.core import MIXERS
+    from glocal.tasks.engine import BucketBatchSampler, padding_share
+
+    n = 1000 if args.quick else 10000
+    bs = args.batch or 32
+    dim, n_timed = (16, 4) if args.quick else (64, 16)
+    lengths = skewed_lengths(n)
+    size = (f"{n} lengths, lognormal median 100 sigma 0.75, 4..2048 (mean {lengths.mean():.0f}, "
+            f"max {lengths.max()})")
+    torch.manual_seed(0)
+    mixer = MIXERS.build(dict(type="LinearAttention", heads=4), dim=dim)
+    params = sum(p.numel() for p in mixer.parameters())
+    n_batches = math.ceil(n / bs)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy()
+    orders = [[perm[i:i + bs] for i in range(0, n, bs)]]  # plain shuffling
+    buckets = sorted({min(b, n_batches) for b in args.bucket_sizes or [2, 10, 50, n_batches]})
+    for bucket in buckets:
+        sampler = BucketBatchSampler(_Lengths(lengths), batch_size=bs, bucket_size=bucket, seed=0, rank=0,
+                                     world_size=1)
+        orders.append(sampler.epoch_batches())
+    ms = time_epochs(lengths, orders, mixer, dim, n_timed, args.repeats)
+    for k, (batches, epoch_ms) in enumerate(zip(orders, ms)):
+        slots = sum(len(b) * int(lengths[b].max()) for b in batches)
+        row = dict(input_size=size, batch=bs, fwd_ms=epoch_ms, params=params,
+                   padding_share=padding_share(lengths, batches))
+        if k == 0:
+            w.add(component="plain shuffling", config=f"batch {bs}", **row,
+                  note=f"{len(batches)} batches, {slots} slots; fwd_ms: collate + LinearAttention(dim {dim}) "
+                       f"forward of the epoch (estimate)")
+            continue
+        bucket = buckets[k - 1]
+        w.add(component="BucketBatchSampler", config=f"batch {bs}, bucket_size={bucket}", **row,
+              peer="plain shuffling", ratio_to_peer=ms[0] / epoch_ms,
+              note=f"{len(batches)} batches, {slots} slots" + (" (sorts the whole epoch)" if bucket == n_batches
+                                                                else ""))
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers"])
+    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate"])
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--plot", help="PNG to write (scaling: cost vs L; mixers: fwd+bwd bars; peers: ratios)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -820,6 +926,8 @@ def parse_args(argv=None):
     p.add_argument("--max-step-s", type=float, default=60.0, help="scaling: stop a sweep after a step this long")
     p.add_argument("--match", nargs="+", help="scaling: sweep only mixers whose label contains one of these")
     p.add_argument("--only", nargs="+", choices=list(PEERS), help="peers: run only these comparisons")
+    p.add_argument("--bucket-sizes", type=int, nargs="+",
+                   help="collate: BucketBatchSampler bucket sizes (default 2 10 50 and the whole epoch)")
     args = p.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.warmup = 1 if args.warmup is None else args.warmup
@@ -842,6 +950,11 @@ def main(argv=None) -> int:
         "ratio_to_peer = peer time / our time (fwd+bwd, or fwd when forward-only); > 1: ours is faster",
         "gemm_fraction: 3 x MACs / fwdbwd time over the dense fp32 GEMM rate measured in this run",
     ]
+    if args.suite == "collate":
+        header += ["collate: padding_share = padded slots / all slots of one epoch's batches (exact); fwd_ms = "
+                   "estimated collate + forward (masked LinearAttention, eval, no_grad) time of that epoch's batches: "
+                   "mean over batches at evenly spaced quantiles of the padded size x the number of batches; "
+                   "ratio_to_peer = plain shuffling's time / this row's"]
     w = Writer(args.out, args.suite, args.threads, header)
     n = 256 if args.quick else 1024
     w.gemm = gemm_rate(n)
@@ -853,6 +966,8 @@ def main(argv=None) -> int:
             suite_mixers(args, w)
         elif args.suite == "scaling":
             sweep = suite_scaling(args, w)
+        elif args.suite == "collate":
+            suite_collate(args, w)
         else:
             suite_peers(args, w)
     finally:
@@ -862,6 +977,8 @@ def main(argv=None) -> int:
             plot_scaling(sweep, args.plot, args.threads)
         elif args.suite == "mixers":
             plot_bars(w.rows[1:], args.plot, "fwdbwd_ms", f"mixers, fwd+bwd ms ({args.threads} threads)")
+        elif args.suite == "collate":
+            plot_bars(w.rows[1:], args.plot, "padding_share", "share of padded slots per epoch")
         else:
             plot_bars([r for r in w.rows if r.get("ratio_to_peer") not in ("", None)], args.plot, "ratio_to_peer",
                       f"peer time / our time ({args.threads} threads)")

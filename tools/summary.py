@@ -57,7 +57,8 @@ def _in_dim(backbone) -> int:
 def build(args):
     """``(model, inputs)`` for the command line."""
     from glocal.core.errors import ConfigError
-    from glocal.core.registry import BACKBONES, MODELS
+    from glocal.core.registry import BACKBONES
+    from glocal.tasks.registry import MODELS
     from glocal.core.tokens import Tokens
 
     if os.path.isfile(args.target) or args.target.endswith(".py"):

@@ -38,6 +38,7 @@ class VimConfig:
     norm: str = "RMSNorm"
     drop_path_rate: float = 0.1
     chunk: int | None = None
+    in_dim: int | None = None  # width of the adapter's tokens (default: dim; must equal it)
 
 
 class VisionMamba(Backbone):
@@ -50,7 +51,7 @@ class VisionMamba(Backbone):
         block = dict(global_=dict(type="Mamba", d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand,
                                   direction=cfg.direction, merge=cfg.merge, chunk=cfg.chunk),
                      ffn=None, norm=cfg.norm)
-        super().__init__(cfg.dim, [dict(dim=cfg.dim, depth=cfg.depth, blocks=block)],
+        super().__init__(cfg.in_dim or cfg.dim, [dict(dim=cfg.dim, depth=cfg.depth, blocks=block)],
                          drop_path_rate=cfg.drop_path_rate, out_norm=cfg.norm)
         self.cfg = cfg
 
@@ -76,6 +77,7 @@ class VMambaConfig:
     rank: int = 2
     drop_path_rate: float = 0.2
     chunk: int | None = None
+    in_dim: int | None = None  # width of the adapter's tokens (default: dim; must equal it)
 
 
 class VMamba(Backbone):
@@ -90,7 +92,7 @@ class VMamba(Backbone):
                      ffn=dict(type="Mlp", ratio=cfg.mlp_ratio) if cfg.mlp_ratio else None,
                      norm="LayerNorm")
         stages = [dict(dim=cfg.dim * 2 ** i, depth=depth, blocks=block) for i, depth in enumerate(cfg.depths)]
-        super().__init__(cfg.dim, stages, downsample=dict(type="PatchMerging", factors=2, rank=cfg.rank),
+        super().__init__(cfg.in_dim or cfg.dim, stages, downsample=dict(type="PatchMerging", factors=2, rank=cfg.rank),
                          drop_path_rate=cfg.drop_path_rate, out_norm="LayerNorm")
         self.cfg = cfg
 

@@ -27,6 +27,7 @@ class SwinConfig:
     merge: int | tuple[int, ...] = 2  # patch-merging factor per grid dim
     qkv_bias: bool = True
     drop_path_rate: float = 0.2
+    in_dim: int | None = None  # width of the adapter's tokens (default: dim; must equal it)
 
 
 class SwinTransformer(Backbone):
@@ -43,7 +44,7 @@ class SwinTransformer(Backbone):
                                        qkv_bias=cfg.qkv_bias),
                             ffn=dict(type="Mlp", ratio=cfg.mlp_ratio))
             stages.append(dict(dim=cfg.dim * 2 ** i, depth=depth, blocks=[block(0), block(half)]))
-        super().__init__(cfg.dim, stages, downsample=dict(type="PatchMerging", factors=cfg.merge, rank=cfg.rank),
+        super().__init__(cfg.in_dim or cfg.dim, stages, downsample=dict(type="PatchMerging", factors=cfg.merge, rank=cfg.rank),
                          drop_path_rate=cfg.drop_path_rate, out_norm="LayerNorm")
         self.cfg = cfg
 

@@ -1,16 +1,22 @@
-"""Image adapters: ``[B, C, H, W]`` pixels -> ``Tokens`` on an ``(H', W')`` grid, and the batch
-normaliser that runs before them."""
+"""Image adapters: a batch of ``[B, C, H, W]`` pixels -> ``Tokens`` on an ``(H', W')`` grid plus
+the undo back to the pixel grid (for dense heads), and the batch normaliser that runs before them.
+
+An adapter takes the collated batch (``adapter(batch)``, reading ``batch['inputs']``); a bare
+tensor of images works too."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
-from mmengine.model import BaseDataPreprocessor
 from torch import Tensor, nn
 
 from glocal.core.block import build_norm
 from glocal.core.errors import InputError
 from glocal.core.tokens import Tokens
+from glocal.core.undo import GridUndo
+
+from ..batch import BatchPreprocessor, batch_inputs
 
 __all__ = ["PatchStem", "ConvStem", "ImageDataPreprocessor", "check_images"]
 
@@ -36,8 +42,8 @@ def check_images(x: Tensor, in_chans: int, who: str, min_size: int = 1) -> None:
 class PatchStem(nn.Module):
     """Non-overlapping ``patch x patch`` convolution -> tokens on the patch grid (ViT, Swin).
 
-    ``[B, C, H, W] -> Tokens(x [B, H/p * W/p, dim], grid=(H/p, W/p))``; sizes not divisible by
-    ``patch`` are zero-padded at the bottom/right.
+    ``batch['inputs'] [B, C, H, W] -> (Tokens(x [B, H/p * W/p, dim], grid=(H/p, W/p)), GridUndo)``;
+    sizes not divisible by ``patch`` are zero-padded at the bottom/right (the undo crops them).
     """
 
     downsample = dict(type="PatchMerging", factors=2, rank=2)  # what suits the tokens it makes
@@ -48,7 +54,8 @@ class PatchStem(nn.Module):
         self.proj = nn.Conv2d(in_chans, dim, patch, stride=patch)
         self.norm = build_norm(norm, dim)
 
-    def forward(self, x: Tensor) -> Tokens:
+    def forward(self, batch) -> tuple[Tokens, GridUndo]:
+        x = batch_inputs(batch, "PatchStem")
         check_images(x, self.in_chans, "PatchStem")
         H, W = x.shape[2:]
         p = self.patch
@@ -56,7 +63,8 @@ class PatchStem(nn.Module):
             x = nn.functional.pad(x, (0, (-W) % p, 0, (-H) % p))
         x = self.proj(x)  # [B, dim, H', W']
         grid = tuple(x.shape[2:])
-        return Tokens(self.norm(x.flatten(2).transpose(1, 2)), grid=grid)  # [B, L, dim]
+        tokens = Tokens(self.norm(x.flatten(2).transpose(1, 2)), grid=grid)  # [B, L, dim]
+        return tokens, GridUndo((H, W), (p, p))
 
 
 class ConvStem(nn.Module):
@@ -74,7 +82,9 @@ class ConvStem(nn.Module):
         super().__init__()
         if len(dims) != len(strides):
             raise ValueError(f"ConvStem: dims {dims} and strides {strides} differ in length")
-        self.in_chans, self.out_dim = in_chans, dims[-1]
+        self.in_chans, self.out_dim, self.stride = in_chans, dims[-1], math.prod(strides)
+        if kernel % 2 == 0:
+            raise ValueError(f"ConvStem kernel must be odd ('same' padding); got {kernel}")
         layers, prev = [], in_chans
         for i, (d, s) in enumerate(zip(dims, strides)):
             layers.append(nn.Conv2d(prev, d, kernel, stride=s, padding=kernel // 2))
@@ -88,13 +98,16 @@ class ConvStem(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.norm = build_norm(norm_last, prev)
 
-    def forward(self, x: Tensor) -> Tokens:
+    def forward(self, batch) -> tuple[Tokens, GridUndo]:
+        x = batch_inputs(batch, "ConvStem")
         check_images(x, self.in_chans, "ConvStem")
-        x = self.convs(x)  # [B, dim, H', W']
-        return Tokens(self.norm(x.flatten(2).transpose(1, 2)), grid=tuple(x.shape[2:]))
+        H, W = x.shape[2:]
+        x = self.convs(x)  # [B, dim, H', W'], H' = ceil(H / prod(strides)) with 'same' padding
+        tokens = Tokens(self.norm(x.flatten(2).transpose(1, 2)), grid=tuple(x.shape[2:]))
+        return tokens, GridUndo((H, W), (self.stride,) * 2)
 
 
-class ImageDataPreprocessor(BaseDataPreprocessor):
+class ImageDataPreprocessor(BatchPreprocessor):
     """Moves the batch to the model's device and normalises pixels: ``(x / 255 - mean) / std`` for
     uint8 input (mean/std in [0, 1] units), ``(x - mean) / std`` for float input."""
 

@@ -56,6 +56,16 @@ def _find(root: Path, stem: str) -> Path:
         f"or pass root=<folder with the four IDX files>.")
 
 
+def fashion_mnist_root(root: str | None = None) -> str:
+    """The folder with the IDX files: ``root``, else ``$GLOCAL_FASHION_MNIST``, else Debian's."""
+    root = root or os.environ.get("GLOCAL_FASHION_MNIST", FASHION_MNIST_ROOT)
+    if not Path(root).is_dir():
+        raise DatasetNotFoundError(
+            f"Fashion-MNIST folder {root} does not exist. Install Debian's package: "
+            f"`sudo apt-get install dataset-fashion-mnist`, or pass root=<folder with the IDX files>.")
+    return str(root)
+
+
 @lru_cache(maxsize=4)
 def _load_split(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     images_stem, labels_stem = _FILES[split]
@@ -85,12 +95,7 @@ class FashionMNIST(GlocalDataset):
         super().__init__(transforms)
         if split not in _FILES:
             raise InputError(f"FashionMNIST split must be 'train' or 'test'; got {split!r}")
-        root = root or os.environ.get("GLOCAL_FASHION_MNIST", FASHION_MNIST_ROOT)
-        if not Path(root).is_dir():
-            raise DatasetNotFoundError(
-                f"Fashion-MNIST folder {root} does not exist. Install Debian's package: "
-                f"`sudo apt-get install dataset-fashion-mnist`, or pass root=<folder with the IDX files>.")
-        self.root, self.split = str(root), split
+        self.root, self.split = fashion_mnist_root(root), split
         images, labels = _load_split(self.root, split)
         self.images, self.labels = (images[:limit], labels[:limit]) if limit else (images, labels)
 

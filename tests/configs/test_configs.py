@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from glocal.core.tokens import Tokens
 from glocal.tasks.engine import build_model, load_config, validate_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.py"))
@@ -39,5 +40,20 @@ def test_config_builds_and_runs(path):
     batch = dict(inputs=torch.randint(0, 256, (1, in_chans, side, side), dtype=torch.uint8),
                  data_samples=dict(label=torch.tensor([0])))
     with torch.no_grad():
-        logits = model(**model.data_preprocessor(batch), mode="tensor")
-    assert logits.shape == (1, model.head.num_classes) and torch.isfinite(logits).all()
+        out = model(**model.data_preprocessor(batch), mode="tensor")
+    if isinstance(out, Tokens):  # dense heads: per-pixel logits at the input resolution
+        assert out.grid == (side, side) and out.x.shape == (1, side * side, model.head.num_classes)
+        out = out.x
+    else:
+        assert out.shape == (1, model.head.num_classes)
+    assert torch.isfinite(out).all()
+
+
+SCENES = ("scenes_unet_local_global", "scenes_unet_local", "scenes_unet_global")
+
+
+def test_scenes_ablations_match_in_size():
+    """The local-only / global-only / local+global scenes models differ by less than 10% in size."""
+    counts = {name: sum(p.numel() for p in build_model(load_config(Path(__file__).parents[2] / "configs" / "image" /
+                                                                   f"{name}.py")).parameters()) for name in SCENES}
+    assert max(counts.values()) / min(counts.values()) < 1.10, counts

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from glocal.core import Backbone, ConfigError, ConvDownsample, PatchMerging, Tokens
-from glocal.core.registry import BACKBONES, MODELS
+from glocal.core.registry import BACKBONES
+from glocal.tasks.registry import MODELS
 
 SWIN_T_TIMM = 28_288_354  # timm's swin_tiny_patch4_window7_224, 1000 classes
 
@@ -33,7 +34,8 @@ def test_hierarchical_outputs_and_mask_propagation():
     mask[1] = True
     out = b(Tokens(torch.randn(2, 35, 8), mask=mask.view(2, 35), grid=(5, 7)))
     assert [s.grid for s in out.stages] == [(5, 7), (3, 4)]
-    assert out.undo[1]["grid"] == (5, 7) and out.undo[0] is None
+    assert out.undo[1].grid == (5, 7) and out.undo[0] is None
+    assert out.undo[1].restore(out.stages[0].x).mask is out.stages[0].mask  # the fine structure comes back
     coarse = out.stages[1].mask.view(2, 3, 4)
     assert coarse[0, :2, :2].all() and not coarse[0, 2:].any() and not coarse[0, :, 2:].any()
     assert coarse[1].all()

@@ -72,7 +72,7 @@ def test_gradients_downsampler_and_registry():
     down = DOWNSAMPLERS.build(dict(type="MBConvDownsample"), dim=8, out_dim=16)
     assert isinstance(down, MBConvDownsample) and down.stride == (2, 2)
     coarse, undo = down(t)
-    assert coarse.grid == (4, 4) and undo == dict(grid=(8, 8), mask=None)
+    assert coarse.grid == (4, 4) and undo.grid == (8, 8) and undo.fine is t
     assert isinstance(BLOCKS.build(dict(type="MBConv"), dim=8), MBConv)
     with pytest.raises(MissingStructureError, match="MBConv needs Tokens.grid"):
         m(Tokens(torch.randn(2, 64, 8)))

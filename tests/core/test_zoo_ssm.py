@@ -67,7 +67,7 @@ def test_small_variant_trains_and_masks(cls, small, stem_cfg):
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
     # padded tokens on the grid never reach the valid ones
     backbone.eval()
-    t = stem(x)
+    t, _ = stem(x)
     mask = torch.ones(t.x.shape[:2], dtype=torch.bool)
     mask.view(2, *t.grid)[:, :, -1] = False
     t = t.replace(mask=mask)

@@ -7,7 +7,7 @@ import torch
 from glocal.core import Tokens
 from glocal.core.models.nat import dinat_dilations
 from glocal.core.registry import BACKBONES
-from glocal.tasks.classification import Classifier
+from glocal.tasks.model import Classifier
 
 MAXVIT_STEM = dict(type="ConvStem", in_chans=3, dims=(64, 64), strides=(2, 1), kernel=3, norm="BatchNorm",
                    act="GELU")
@@ -50,7 +50,7 @@ def test_maxvit_structure():
         out = bb(Tokens(torch.randn(1, 32 * 32, 64), grid=(32, 32)))  # a 64 x 64 image after the stem
     assert [s.grid for s in out.stages] == [(16, 16), (8, 8), (4, 4), (2, 2)]
     assert [s.x.shape[-1] for s in out.stages] == [64, 128, 256, 512]
-    assert out.undo[0]["grid"] == (32, 32)  # the MBConv downsampler says how to undo it
+    assert out.undo[0].grid == (32, 32)  # the MBConv downsampler says how to undo it
 
 
 def test_dinat_dilation_schedule_and_nat_kernel():

@@ -8,14 +8,19 @@ from glocal.modalities.image import ConvStem, ImageDataPreprocessor, ImageFolder
 
 
 def test_patch_stem_tokens():
-    t = PatchStem(3, 16, patch=4)(torch.randn(2, 3, 30, 32))
+    t, undo = PatchStem(3, 16, patch=4)(torch.randn(2, 3, 30, 32))
     assert t.grid == (8, 8) and t.x.shape == (2, 64, 16)
+    # the undo goes back to the pixels, cropping the padding the stem added
+    pixels = undo.restore(undo.up(t.x))
+    assert pixels.grid == (30, 32) and pixels.x.shape == (2, 960, 16)
+    assert torch.equal(pixels.grid_view()[:, 4:8, 0:4], t.grid_view()[:, 1:2, 0:1].expand(2, 4, 4, 16))
 
 
 def test_conv_stem_tokens():
     stem = ConvStem(1, dims=(8, 12), strides=(2, 2), norm_last="LayerNorm")
-    t = stem(torch.randn(2, 1, 28, 28))
+    t, undo = stem(dict(inputs=torch.randn(2, 1, 27, 28)))  # a batch mapping, as the collate makes
     assert t.grid == (7, 7) and t.x.shape == (2, 49, 12)
+    assert undo.restore(undo.up(t.x, "linear")).grid == (27, 28)
 
 
 @pytest.mark.parametrize("x,match", [

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from glocal.core import ConfigError
-from glocal.core.registry import METRICS, MODELS
+from glocal.tasks.registry import METRICS, MODELS
 
 TINY = dict(type="Classifier",
             adapter=dict(type="ConvStem", in_chans=1, dims=(8, 16), strides=(2, 2)),

@@ -23,11 +23,8 @@ CONFIG = Path(__file__).parent / "configs" / "tiny_fashion_mnist.py"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a 0.2 M-parameter model: one thread is fastest on a busy machine
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one thread (conftest's one_thread)."""
 
 
 class Crash(Exception):

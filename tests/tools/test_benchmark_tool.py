@@ -99,3 +99,22 @@ def test_peers_quick_compares_each_backend(tmp_path):
     for name in expected:
         assert name in ours, (name, sorted(ours))
         assert float(ours[name]["ratio_to_peer"]) > 0 and ours[name]["peer"]
+
+
+def test_collate_quick_compares_bucketed_with_plain_padding(tmp_path):
+    out = tmp_path / "collate.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert _load_tool().main(["--suite", "collate", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--bucket-sizes", "5", "1000", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [r for r in read_rows(out) if r["padding_share"]]
+    assert [(r["component"], r["config"]) for r in rows] == [
+        ("plain shuffling", "batch 32"), ("BucketBatchSampler", "batch 32, bucket_size=5"),
+        ("BucketBatchSampler", "batch 32, bucket_size=32")]  # 1000 samples: 32 batches at most in a bucket
+    plain, small, whole = (float(r["padding_share"]) for r in rows)
+    assert whole < small < plain and whole < plain / 4
+    for r in rows:
+        assert float(r["fwd_ms"]) > 0 and int(r["params"]) > 0
+    assert all(float(r["ratio_to_peer"]) > 0 and r["peer"] == "plain shuffling" for r in rows[1:])

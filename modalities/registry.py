@@ -1,0 +1,18 @@
+"""The registries of the data layer: what turns files into batches and batches into ``Tokens``.
+
+Filled by ``glocal.modalities.catalog``, where every modality's components are listed by name and
+imported lazily: building an image adapter never imports a video, point-cloud or audio decoder.
+"""
+from __future__ import annotations
+
+from glocal.core.registry import Registry
+
+__all__ = ["ADAPTERS", "DATASETS", "TRANSFORMS", "PREPROCESSORS", "COLLATES", "MODALITY_REGISTRIES"]
+
+_CATALOG = "glocal.modalities.catalog"
+ADAPTERS = Registry("adapter", _CATALOG)  # adapter(batch) -> Tokens or (Tokens, undo)
+DATASETS = Registry("dataset", _CATALOG)
+TRANSFORMS = Registry("transform", _CATALOG)  # t(sample: dict, rng) -> dict
+PREPROCESSORS = Registry("data preprocessor", _CATALOG)  # batch -> device (+ normalisation)
+COLLATES = Registry("collate", _CATALOG)  # list of samples -> batch
+MODALITY_REGISTRIES = (ADAPTERS, DATASETS, TRANSFORMS, PREPROCESSORS, COLLATES)

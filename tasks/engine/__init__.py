@@ -1,0 +1,35 @@
+"""The training engine: an mmengine ``Runner`` built from a flat glocal config.
+
+``build_runner(cfg)``
+
+1. validates the config before anything is built (:mod:`.config`): every ``type=`` resolves,
+   unknown names and keys raise :class:`~glocal.core.errors.ConfigError` with the closest names;
+2. builds the model, datasets, data loaders and metrics itself and hands the built objects to
+   ``Runner`` (:mod:`.runner`);
+3. samples ``(index, seed)`` keys (:mod:`.data`: :class:`SeededSampler`, or
+   :class:`BucketBatchSampler` for batches of similar length): augmentation depends only on
+   ``(seed, epoch, index)``;
+4. uses train loops that resume mid-epoch by positioning the sampler (:mod:`.loops`), fills each
+   scheduler's missing ``end`` from the loop length, and adds
+   :class:`~glocal.tasks.checkpoint.SafeCheckpointHook`;
+5. runs distributed on CPU (gloo, DDP without ``device_ids``) and AMP on CPU (bfloat16).
+
+The command-line tools share :func:`prepare_config` and :func:`run_tool` (:mod:`.cli`).
+
+The resolved config is written to the work dir by the Runner; logs go to text files and
+TensorBoard under ``work_dir/<timestamp>/``.
+"""
+from __future__ import annotations
+
+from ..checkpoint import CheckpointError, load_weights, save_safetensors
+from .cli import prepare_config, run_tool
+from .config import apply_cfg_options, load_config, resolve_config, validate_config
+from .data import BucketBatchSampler, SeededSampler, build_dataloader, padding_share, sample_seeds
+from .loops import AmpOptimWrapper, EpochBasedTrainLoop, IterBasedTrainLoop, ParameterDigestHook
+from .runner import build_model, build_runner
+
+__all__ = ["build_runner", "load_config", "validate_config", "apply_cfg_options", "resolve_config",
+           "prepare_config", "run_tool", "SeededSampler", "BucketBatchSampler", "padding_share",
+           "sample_seeds", "EpochBasedTrainLoop", "IterBasedTrainLoop", "AmpOptimWrapper",
+           "ParameterDigestHook", "build_model", "build_dataloader", "load_weights", "save_safetensors",
+           "CheckpointError"]
