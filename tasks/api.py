@@ -81,7 +81,7 @@ def test(cfg: Mapping | str, checkpoint: str | None = None, **changes) -> dict:
     set; returns the metrics."""
     cfg = _config(cfg, changes)
     if checkpoint is None:
-        work_dir = cfg.get("work_dir") if isinstance(cfg, Mapping) else None
+        work_dir = cfg.get("work_dir")
         checkpoint = find_latest_checkpoint(work_dir) if work_dir else None
         if checkpoint is None:
             raise ConfigError(f"test(): no checkpoint given and none found in work_dir={work_dir!r}")

@@ -63,6 +63,10 @@ class UNetHead(nn.Module):
         to_input: bring the logits to the input elements through the stem's undo (else they stay
             on the first stage's tokens).
         drop: dropout before the classifier.
+        stem_dim: the width of the features the stem's undo carries at the input resolution
+            (``adapter.fine_dim``, filled in by the task model); with them the decoder takes one
+            more step, to the input elements, with those features as the skip, and classifies
+            there (a U-Net's full-resolution skip). None: the logits are upsampled instead.
     """
 
     postprocess = dict(type="SegmentPost")
@@ -70,7 +74,7 @@ class UNetHead(nn.Module):
     def __init__(self, in_dims: Sequence[int], num_classes: int, dim: int = 64,
                  block=dict(local=dict(type="DepthwiseConv", kernel=3), ffn=dict(type="Mlp", ratio=2)),
                  depth: int = 1, upsample: str = "linear", to_input: bool = True, drop: float = 0.0,
-                 norm="LayerNorm"):
+                 norm="LayerNorm", stem_dim: int | None = None):
         super().__init__()
         if not in_dims:
             raise ConfigError("UNetHead needs the widths of the backbone's stages (in_dims)")
@@ -79,6 +83,7 @@ class UNetHead(nn.Module):
         self.blocks = nn.ModuleList(
             nn.Sequential(*[BLOCKS.build({"type": "LocalGlobalBlock", **block}, dim=dim) for _ in range(depth)])
             if block is not None else nn.Sequential() for _ in in_dims)
+        self.stem_lateral = nn.Linear(stem_dim, dim) if stem_dim and to_input else None
         self.norm = build_norm(norm, dim)
         self.drop = nn.Dropout(drop)
         self.cls = nn.Linear(dim, num_classes)
@@ -96,10 +101,15 @@ class UNetHead(nn.Module):
             y = t.x if undo is None else undo.up(t.x, self.upsample)  # [B, L_i, dim]
             t = stages[i].replace(x=stages[i].zero_padding(y + self.lateral[i](stages[i].x)))
             t = self.blocks[i](t)
+        stem = feats.stem
+        if self.stem_lateral is not None and stem is not None and stem.fine is not None:
+            y = stem.up(t.x, self.upsample) + self.stem_lateral(stem.fine.x)  # [B, L_in, dim]
+            t = stem.restore(stem.fine.zero_padding(y))
+            return t.replace(x=self.cls(self.drop(apply_norm(self.norm, t.x, t))))  # [B, L_in, K]
         logits = self.cls(self.drop(apply_norm(self.norm, t.x, t)))  # [B, L_0, K]
         if not self.to_input:
             return t.replace(x=logits)
-        if feats.stem is None:
+        if stem is None:
             raise InputError(
                 "UNetHead(to_input=True) brings the logits back to the input elements through the stem's "
                 "undo, but this model's adapter returned none (it returns Tokens alone, so its stem "

@@ -73,7 +73,8 @@ class TaskModel(BaseModel):
         backbone: backbone config/module (``Tokens -> BackboneOutput``); gets ``in_dim`` from the
             adapter's ``out_dim``.
         head: head config/module (``BackboneOutput -> Tensor | Tokens``); gets ``in_dim`` (the last
-            stage's width) and ``in_dims`` (every stage's).
+            stage's width), ``in_dims`` (every stage's) and ``stem_dim`` (the adapter's ``fine_dim``:
+            the width of the input-resolution features its undo carries, if any).
         loss: ``loss(output, data_samples, tokens) -> Tensor | dict``.
         postprocess: ``(activated output, data_samples) -> [dict per sample]``; default: what the
             head names (``head.postprocess``).
@@ -92,7 +93,8 @@ class TaskModel(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.adapter, self.backbone = build_trunk(adapter, backbone)
         out_dim = getattr(self.backbone, "out_dim", None)
-        self.head = HEADS.build(head, in_dim=out_dim, in_dims=list(getattr(self.backbone, "dims", [out_dim])))
+        self.head = HEADS.build(head, in_dim=out_dim, in_dims=list(getattr(self.backbone, "dims", [out_dim])),
+                                stem_dim=getattr(self.adapter, "fine_dim", None))
         self.loss_fn = LOSSES.build(loss)
         post = postprocess or getattr(self.head, "postprocess", None)
         if post is None:

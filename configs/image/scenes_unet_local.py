@@ -10,7 +10,7 @@
 _base_ = ['../_base_/default_runtime.py']
 
 num_classes = 11
-epochs = 6
+epochs = 4
 classes = ('background', 'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
            'Sneaker', 'Bag', 'Ankle boot')
 

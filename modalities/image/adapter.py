@@ -69,7 +69,9 @@ class PatchStem(nn.Module):
 
 class ConvStem(nn.Module):
     """A few ``kernel x kernel`` convolutions (with strides) -> tokens on the output grid
-    (MaxViT, NAT, UniFormer-style overlapping stems).
+    (MaxViT, NAT, UniFormer-style overlapping stems), and the undo back to the pixels. When the first
+    convolution has stride 1, its (normalised, activated) output rides with the undo as the
+    full-resolution features (``fine_dim`` channels) that a U-Net decoder uses as its last skip.
 
     Convolutions are joined by ``norm`` + ``act``; the last convolution is bare unless
     ``norm_last`` (a token norm over channels, e.g. ``"LayerNorm"``) is given.
@@ -97,14 +99,24 @@ class ConvStem(nn.Module):
             prev = d
         self.convs = nn.Sequential(*layers)
         self.norm = build_norm(norm_last, prev)
+        # a first stride-1 layer keeps the input resolution: its output goes out with the undo as the
+        # finest features (a U-Net's full-resolution skip); fine_dim tells dense heads their width
+        full_res = strides[0] == 1 and len(dims) > 1
+        self.fine_dim = dims[0] if full_res else None
+        self._fine_at = (3 if norm == "BatchNorm" else 2) if full_res else 0
 
     def forward(self, batch) -> tuple[Tokens, GridUndo]:
         x = batch_inputs(batch, "ConvStem")
         check_images(x, self.in_chans, "ConvStem")
         H, W = x.shape[2:]
-        x = self.convs(x)  # [B, dim, H', W'], H' = ceil(H / prod(strides)) with 'same' padding
+        fine = None
+        for i, layer in enumerate(self.convs):
+            x = layer(x)
+            if i + 1 == self._fine_at:  # the first layer's full-resolution features, for dense heads
+                fine = Tokens(x.flatten(2).transpose(1, 2), grid=(H, W))  # [B, H * W, dims[0]]
+        # x: [B, dim, H', W'], H' = ceil(H / prod(strides)) with 'same' padding
         tokens = Tokens(self.norm(x.flatten(2).transpose(1, 2)), grid=tuple(x.shape[2:]))
-        return tokens, GridUndo((H, W), (self.stride,) * 2)
+        return tokens, GridUndo((H, W), (self.stride,) * 2, fine=fine)
 
 
 class ImageDataPreprocessor(BatchPreprocessor):

@@ -30,7 +30,7 @@ from mmengine.runner.loops import IterBasedTrainLoop as _MMIterBasedTrainLoop
 
 from glocal.core.errors import ConfigError, close_names
 from glocal.core.registry import accepted_args
-from glocal.modalities.registry import DATASETS, TRANSFORMS
+from glocal.modalities.registry import COLLATES, DATASETS, TRANSFORMS
 from glocal.tasks.registry import ALL_REGISTRIES, METRICS, MODELS, load_catalogs
 
 __all__ = ["load_config", "validate_config", "apply_cfg_options", "resolve_config"]
@@ -40,7 +40,7 @@ RUNNER_KEYS = tuple(n for n in inspect.signature(Runner.__init__).parameters if 
     "model_wrapper_cfg", "find_unused_parameters", "sync_bn", "compile", "activation_checkpointing",
     "efficient_conv_bn_eval")
 DATALOADER_KEYS = ("dataset", "sampler", "batch_size", "num_workers", "persistent_workers", "pin_memory",
-                   "drop_last", "prefetch_factor", "timeout")
+                   "drop_last", "prefetch_factor", "timeout", "collate_fn")
 SAMPLER_KEYS = ("type", "shuffle", "round_up", "seed")
 # the keys each sampler type takes: (index, seed) keys one by one, or whole batches of them
 SAMPLERS = {"DefaultSampler": SAMPLER_KEYS, "SeededSampler": SAMPLER_KEYS,
@@ -157,6 +157,8 @@ def validate_config(cfg: Config) -> None:
         if not isinstance(loader.get("dataset"), Mapping):
             raise ConfigError(f"{path}.dataset: needs a dataset config dict(type=..., ...)")
         _check_glocal(loader.dataset, f"{path}.dataset", DATASETS)
+        if loader.get("collate_fn") is not None:
+            _check_glocal(loader.collate_fn, f"{path}.collate_fn", COLLATES)
         _check_sampler(loader.get("sampler") or {}, f"{path}.sampler")
     auto_scale_lr = cfg.get("auto_scale_lr") or {}
     train_sampler = (cfg.get("train_dataloader") or {}).get("sampler") or {}

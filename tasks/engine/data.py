@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from torch.utils.data import DataLoader, Sampler
 
 from glocal.core.errors import ConfigError
-from glocal.modalities.registry import DATASETS
+from glocal.modalities.registry import COLLATES, DATASETS
 
 __all__ = ["sample_seeds", "SeededSampler", "BucketBatchSampler", "padding_share", "build_dataloader"]
 
@@ -218,7 +218,8 @@ def _log_padding(sampler: BucketBatchSampler) -> None:
 def build_dataloader(loader_cfg: Mapping, seed: int, train: bool) -> DataLoader:
     """A DataLoader over a dataset built from glocal's ``DATASETS``, with a :class:`SeededSampler`
     (or a :class:`BucketBatchSampler` for ``sampler=dict(type='BucketBatchSampler', ...)``), the
-    dataset's own ``collate`` and a private ``torch.Generator``."""
+    dataset's own ``collate`` (or the config's ``collate_fn=dict(type='PadCollate', ...)``) and a
+    private ``torch.Generator``."""
     cfg = dict(loader_cfg)
     dataset = DATASETS.build(cfg.pop("dataset"))
     sampler_cfg = dict(cfg.pop("sampler", None) or {})
@@ -243,7 +244,8 @@ def build_dataloader(loader_cfg: Mapping, seed: int, train: bool) -> DataLoader:
     if workers == 0:
         cfg.pop("persistent_workers", None)
         cfg.pop("prefetch_factor", None)
-    collate = getattr(dataset, "collate", None)
+    collate_cfg = cfg.pop("collate_fn", None)  # a config may choose the collate (OpenMMLab's key)
+    collate = COLLATES.build(collate_cfg) if collate_cfg is not None else getattr(dataset, "collate", None)
     if collate is None:
         raise ConfigError(f"dataset {type(dataset).__name__} has no collate(samples) method; glocal datasets "
                           f"derive from glocal.modalities.dataset.GlocalDataset")

@@ -188,3 +188,16 @@ def test_loss_target_errors():
         model(torch.randn(1, 1, 8, 8), dict(label=torch.tensor([1])), mode="loss")
     with pytest.raises(InputError, match="need 64 targets per sample"):
         model(torch.randn(1, 1, 8, 8), dict(seg=torch.zeros(1, 4, 4, dtype=torch.long)), mode="loss")
+
+
+def test_config_chooses_the_collate():
+    from glocal.tasks.engine import build_dataloader, load_config, validate_config
+    loader = build_dataloader(dict(batch_size=2, collate_fn=dict(type="PadCollate", ignore_index=-1),
+                                   dataset=dict(type="FashionMNIST", split="test", limit=4,
+                                                transforms=[dict(type="PackInputs")])), seed=0, train=False)
+    assert repr(loader.collate_fn).startswith("PadCollate") and loader.collate_fn.ignore_index == -1
+    cfg = load_config(dict(model=dict(type="Classifier", adapter=dict(type="PatchStem"), backbone=dict(type="swin_t"),
+                                      head=dict(type="ClsHead", num_classes=2)),
+                           train_dataloader=dict(dataset=dict(type="FashionMNIST"), collate_fn=dict(type="PadColate"))))
+    with pytest.raises(ConfigError, match="train_dataloader.collate_fn: unknown collate type='PadColate'.*PadCollate"):
+        validate_config(cfg)
