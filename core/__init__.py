@@ -17,9 +17,10 @@ from .neighborhood import NeighborhoodAttention
 from .registry import BACKBONES, BLOCKS, DOWNSAMPLERS, MIXERS, NORMS, Registry
 from .ssm import SS2D, Mamba, selective_scan, selective_scan_ref
 from .tokens import Tokens
+from .undo import ClusterUndo, GridUndo, IdentityUndo, Undo
 
 __all__ = [
-    "Tokens", "LocalGlobalBlock", "Residual", "Parallel", "Mlp", "DropPath", "LayerScale", "TokenNorm",
+    "Tokens", "Undo", "GridUndo", "ClusterUndo", "IdentityUndo", "LocalGlobalBlock", "Residual", "Parallel", "Mlp", "DropPath", "LayerScale", "TokenNorm",
     "FullAttention", "WindowAttention", "DepthwiseConv", "PatchMerging", "ConvDownsample", "Backbone",
     "BackboneOutput", "IsotropicBackbone", "Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS",
     "BACKBONES",

@@ -44,3 +44,10 @@ def test_variants_have_docstrings_and_configs():
         fn = BACKBONES.get(name)
         assert inspect.getdoc(fn), f"{name} has no docstring naming its published configuration"
         assert hasattr(fn, "config_class"), f"{name} does not expose its dataclass config"
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_backbone_family_accepts_in_dim(name):
+    """The task model hands every backbone the adapter's width as ``in_dim``; no family drops it."""
+    from glocal.core.registry import accepted_args
+    assert "in_dim" in accepted_args(BACKBONES.get(name)), name
