@@ -27,6 +27,7 @@ from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
 from glocal.core.errors import InputError
+from glocal.core.tokens import Tokens
 
 __all__ = ["StackCollate", "PadCollate", "stack_collate", "BatchPreprocessor", "batch_inputs", "require_field",
            "STRUCTURE_KEYS"]
@@ -197,27 +198,13 @@ class PadCollate:
                 f"ignore_index={self.ignore_index})")
 
 
-def _move(obj: Any, device) -> Any:
-    """Tensors, ``Tokens`` and anything with ``.to(device)``, inside mappings and sequences."""
-    if isinstance(obj, Tensor) or (hasattr(obj, "to") and not isinstance(obj, (str, bytes, type))):
-        try:
-            return obj.to(device)
-        except TypeError:
-            return obj
-    if isinstance(obj, Mapping):
-        return type(obj)((k, _move(v, device)) for k, v in obj.items()) if isinstance(obj, dict) else \
-            {k: _move(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_move(v, device) for v in obj)
-    return obj
-
-
 class BatchPreprocessor(BaseDataPreprocessor):
     """Moves the whole batch (inputs, structure, targets; ``Tokens`` included) to the model's
     device. Modalities derive from it to normalise their inputs on the device."""
 
     def cast_data(self, data):
-        return _move(data, self.device)
+        # mmengine's recursion over mappings and sequences, plus Tokens (which it would leave behind)
+        return data.to(self.device) if isinstance(data, Tokens) else super().cast_data(data)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         return self.cast_data(data)

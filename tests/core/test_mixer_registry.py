@@ -30,8 +30,7 @@ Checks, per case:
 5. a mixer given tokens without a field it needs raises ``MissingStructureError`` naming the
    field; dropping a field it does not need leaves its output unchanged.
 
-Dropout defaults to 0 in every mixer (asserted), so train mode is deterministic. Real defects are
-marked in :data:`XFAIL` (strict), with the reason.
+Dropout defaults to 0 in every mixer (asserted), so train mode is deterministic.
 """
 from __future__ import annotations
 
@@ -149,9 +148,6 @@ CASES: dict[str, list[Case]] = {
         Case(dict(edge_dim=0, act=None), ("graph+attr",), ("edge_index",)),
     ],
 }
-
-# (name, case index, structure) -> reason; a real, reported defect of that configuration
-XFAIL: dict[tuple[str, int, str], str] = {}
 
 # check 4b (more trailing padding changes nothing) does not hold where the mixer's layout, by its
 # definition, depends on where the grid ends: (name, case index) -> why; None = every case. These
@@ -323,9 +319,7 @@ def _params():
             continue
         for i, case in enumerate(CASES[name]):
             for structure in case.structures:
-                reason = XFAIL.get((name, i, structure))
-                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-                out.append(pytest.param(name, i, case, structure, id=f"{name}[{i}]-{structure}", marks=marks))
+                out.append(pytest.param(name, i, case, structure, id=f"{name}[{i}]-{structure}"))
     return out
 
 

@@ -19,7 +19,6 @@ from glocal.tasks.logs import final_metrics, find_work_dirs, load_work_dir, seri
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "tasks" / "configs" / "tiny_fashion_mnist.py"
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # as tests/conftest.py
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -258,8 +257,6 @@ def test_logs_module_imports_no_plotting_library_at_module_level():
 # ------------------------------------------------------------------------------------------------
 # a real work dir
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.skipif(not os.path.isfile(os.path.join(FASHION_MNIST, "t10k-labels-idx1-ubyte.gz")),
-                    reason="needs Fashion-MNIST: apt-get install dataset-fashion-mnist")
 def test_a_real_tiny_training_run(tmp_path):
     work_dir = tmp_path / "tiny_seed0"
     proc = subprocess.run(
