@@ -8,7 +8,7 @@ from .backbone import Backbone, BackboneOutput, IsotropicBackbone
 from .block import DropPath, LayerScale, LocalGlobalBlock, Mlp, Parallel, Residual, TokenNorm
 from .conv import DepthwiseConv
 from .downsample import ConvDownsample, PatchMerging
-from .errors import ConfigError, DatasetNotFoundError, GlocalError, InputError, MissingStructureError
+from .errors import ConfigError, DataError, DatasetNotFoundError, GlocalError, InputError, MissingStructureError
 from .grid import GridAttention
 from .hilo import HiLoAttention
 from .linear_attention import LinearAttention
@@ -24,7 +24,7 @@ __all__ = [
     "FullAttention", "WindowAttention", "DepthwiseConv", "PatchMerging", "ConvDownsample", "Backbone",
     "BackboneOutput", "IsotropicBackbone", "Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS",
     "BACKBONES",
-    "GlocalError", "InputError", "MissingStructureError", "ConfigError", "DatasetNotFoundError",
+    "GlocalError", "InputError", "MissingStructureError", "DataError", "ConfigError", "DatasetNotFoundError",
     "NeighborhoodAttention", "GridAttention", "HiLoAttention", "MBConv",
     "Mamba", "SS2D", "LinearAttention", "selective_scan", "selective_scan_ref",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["GlocalError", "InputError", "MissingStructureError", "ConfigError", "DatasetNotFoundError",
+__all__ = ["GlocalError", "InputError", "MissingStructureError", "DataError", "ConfigError", "DatasetNotFoundError",
            "close_names"]
 
 
@@ -19,6 +19,11 @@ class InputError(GlocalError, ValueError):
 
 class MissingStructureError(InputError):
     """A mixer needs a `Tokens` field (grid, edge_index, order, pos) that the adapter did not set."""
+
+
+class DataError(InputError):
+    """A sample cannot be read, decoded or transformed, or samples cannot be batched together; the
+    message names the dataset, the index and the file where they are known."""
 
 
 class ConfigError(GlocalError, KeyError):

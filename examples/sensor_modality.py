@@ -20,8 +20,8 @@ from glocal.tasks.api import ADAPTERS, DATASETS, GlocalDataset, GridUndo, Tokens
 
 @DATASETS.add
 class SensorSeries(GlocalDataset):
-    def __init__(self, split="train", size=3000, length=256, seed=0, transforms=None):
-        super().__init__(transforms)
+    def __init__(self, split="train", size=3000, length=256, seed=0, transforms=None, **policy):
+        super().__init__(transforms, **policy)  # on_error="skip", max_skips=N: see GlocalDataset
         rng = np.random.default_rng([seed, split == "test"])  # test series never equal train ones
         t = np.arange(16)
         motifs = np.stack([np.sin(np.pi * t * t / 32), np.sign(np.sin(np.pi * t / 4))])  # chirp, square

@@ -34,14 +34,19 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import logging
+import os
+import pickle
 import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer, print_log
 from torch import nn
 
@@ -49,7 +54,9 @@ from glocal.core.errors import GlocalError
 
 __all__ = ["CheckpointError", "SafeCheckpointHook", "encode_state", "decode_state", "get_rng_state",
            "set_rng_state", "load_weights", "save_safetensors", "read_state_dict", "parameter_digest",
-           "SCHEDULER_PROGRESS_KEYS"]
+           "SCHEDULER_PROGRESS_KEYS", "read_checkpoint", "commit_checkpoint", "verify_checkpoint",
+           "latest_checkpoint", "check_fits", "write_atomic", "AtomicCheckpointHook",
+           "assert_finite_weights"]
 
 TAG = "__glocal__"
 RNG_KEY = "rng_state"
@@ -211,6 +218,53 @@ class SafeCheckpointHook(Hook):
                           "randomness.diff_rank_seed=False)", logger="current")
 
 
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` (same arguments; configs keep ``type='CheckpointHook'``) with
+    a crash-safe order: the new checkpoint is written completely (``Runner.save_checkpoint`` of
+    glocal's runner writes a ``.part`` file and renames it), then ``last_checkpoint`` points at it,
+    and only then are checkpoints beyond ``max_keep_ckpts`` removed. mmengine removes the oldest
+    before writing, so a crash during the save could leave nothing to resume from. Weights that are
+    not finite are never saved: the run stops instead (the last good checkpoint stays)."""
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        self.keep_ckpt_ids = collections.deque(self.keep_ckpt_ids)  # no maxlen: rotation happens here
+        if is_main_process():
+            for stale in Path(self.out_dir).glob(f"*{PART}"):  # left by a crash during a save
+                runner.logger.info(f"removing {stale}, a checkpoint whose save was interrupted")
+                stale.unlink(missing_ok=True)
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        assert_finite_weights(runner.model, f"checkpoint {self.filename_tmpl.format(step)}")
+        doomed = []
+        if self.max_keep_ckpts > 0 and (not self.keep_ckpt_ids or self.keep_ckpt_ids[-1] != step):
+            self.keep_ckpt_ids.append(step)
+            while len(self.keep_ckpt_ids) > self.max_keep_ckpts:
+                doomed.append(self.keep_ckpt_ids.popleft())
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                               backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
+        write_atomic(Path(runner.work_dir) / "last_checkpoint", self.last_ckpt)
+        for old in doomed:  # only now that the new checkpoint is complete
+            path = Path(self.out_dir) / self.filename_tmpl.format(old)
+            for f in (path, path.with_name(path.name + SUM)):
+                f.unlink(missing_ok=True)
+
+
+def assert_finite_weights(model: nn.Module, what: str) -> None:
+    """Raise :class:`CheckpointError` when a parameter or buffer of ``model`` holds NaN or inf."""
+    for name, t in getattr(model, "module", model).state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"not saving {what}: {name} holds NaN or inf (the run diverged); the last "
+                                  f"checkpoint saved before this one is the last good one")
+
+
 def _scheduler_states(checkpoint: Mapping):
     sched = checkpoint.get("param_schedulers")
     if isinstance(sched, Mapping):  # one list per optimizer
@@ -220,29 +274,173 @@ def _scheduler_states(checkpoint: Mapping):
 
 
 # ------------------------------------------------------------------------------------------------
+# files: crash-safe writing, one safe reader, choosing what to resume from
+# ------------------------------------------------------------------------------------------------
+PART = ".part"  # a checkpoint being written: never read, never chosen by auto-resume
+SUM = ".sha256"  # sidecar: '<sha256> <size>' of the complete file
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some filesystems cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest(), path.stat().st_size
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write a small file so that readers see the old content or the new one, never a mix."""
+    path = Path(path)
+    part = path.with_name(path.name + PART)
+    with open(part, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    _fsync_dir(path.parent)
+
+
+def commit_checkpoint(part: str | Path, final: str | Path) -> Path:
+    """Make a fully written ``part`` file the checkpoint ``final``: fsync it, rename it atomically
+    (a crash leaves either the old state or the complete new file), then record its checksum."""
+    part, final = Path(part), Path(final)
+    with open(part, "rb+") as f:
+        os.fsync(f.fileno())
+    digest, size = _digest(part)
+    os.replace(part, final)
+    _fsync_dir(final.parent)
+    write_atomic(final.with_name(final.name + SUM), f"{digest} {size}\n")
+    return final
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Check a checkpoint against its checksum sidecar (files without one pass: the zip reader
+    still catches truncation). Raises :class:`CheckpointError`."""
+    path = Path(path)
+    side = path.with_name(path.name + SUM)
+    if not side.is_file():
+        return
+    try:
+        want, size = side.read_text().split()
+    except ValueError:
+        raise CheckpointError(f"checksum file {side} is unreadable; delete it to load {path} unchecked") from None
+    if path.stat().st_size != int(size) or _digest(path)[0] != want:
+        raise CheckpointError(f"checkpoint {path} does not match its checksum ({side}): the file was changed or "
+                              f"cut short after it was saved; resume from an older checkpoint")
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """Every checkpoint glocal reads goes through here: a checksum check, then ``torch.load`` with
+    ``weights_only=True`` (nothing in the file is executed), with glocal's errors for a missing,
+    truncated, foreign or malicious file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    if path.name.endswith(PART):
+        raise CheckpointError(f"{path} is a checkpoint that was still being written (a crash during the save); "
+                              f"use the complete checkpoint next to it")
+    verify_checkpoint(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        what = str(e)
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", what)
+        name = found.group(1) if found else "a Python object"
+        raise CheckpointError(
+            f"refused to load {path}: it asks to import {name} while unpickling, which could run code. "
+            f"Nothing from it was executed. glocal's checkpoints hold tensors and plain data only; load "
+            f"files only from sources you trust, and re-save foreign ones as safetensors in a trusted "
+            f"session") from e
+    except Exception as e:  # noqa: BLE001 - torch's unpickler fails on foreign bytes in many ways
+        if head[:2] == b"PK" or not head:
+            raise CheckpointError(f"checkpoint {path} is incomplete ({path.stat().st_size} bytes; cut short while "
+                                  f"being written or copied): {str(e).splitlines()[0]}; use an older "
+                                  f"checkpoint") from e
+        raise CheckpointError(f"{path} is not a torch checkpoint glocal can read ({str(e).splitlines()[0]})") from e
+
+
+def _step_of(path: Path) -> int:
+    found = re.search(r"(\d+)", path.stem)
+    return int(found.group(1)) if found else -1
+
+
+def latest_checkpoint(work_dir: str | Path) -> Path | None:
+    """What auto-resume continues from: ``last_checkpoint``'s file when it exists and is complete,
+    else the newest complete ``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir`` (a file being
+    written, ``*.part``, is never chosen). ``None`` when there is none."""
+    work_dir = Path(work_dir)
+    pointer = work_dir / "last_checkpoint"
+    candidates = sorted((p for p in work_dir.glob("*.pth") if re.match(r"(epoch|iter)_\d+\.pth$", p.name)),
+                        key=_step_of, reverse=True)
+    if pointer.is_file():
+        named = Path(pointer.read_text().strip())
+        candidates = [named] + [p for p in candidates if p.resolve() != named.resolve()]
+    for path in candidates:
+        try:
+            if path.is_file():
+                verify_checkpoint(path)
+                return path
+        except CheckpointError as e:
+            print_log(f"auto-resume skips {path}: {e}", logger="current", level=logging.WARNING)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
 # weights: .pth (mmengine checkpoint or bare state dict) and .safetensors
 # ------------------------------------------------------------------------------------------------
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Model weights from an mmengine ``.pth`` checkpoint (read with ``weights_only=True``), a bare
+    """Model weights from an mmengine ``.pth`` checkpoint (read by :func:`read_checkpoint`), a bare
     state dict, or a ``.safetensors`` file; a DDP ``module.`` prefix is stripped."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise CheckpointError(f"weights file {path} does not exist")
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
         try:
-            ckpt = torch.load(path, map_location="cpu")  # weights_only=True, torch's default
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to the user
-            raise CheckpointError(
-                f"cannot read {path} safely (torch.load with weights_only=True): {str(e).splitlines()[0]}. "
-                f"Checkpoints written by glocal's engine load this way; a stock mmengine checkpoint "
-                f"pickles Python objects: re-save it from a trusted session.") from e
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read {path} as safetensors ({str(e).splitlines()[0]}); the file is "
+                                  f"damaged or not a safetensors file") from e
+    else:
+        ckpt = read_checkpoint(path)
         state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
-        if not isinstance(state, Mapping):
-            raise CheckpointError(f"{path} holds no state dict (found {type(state).__name__})")
+        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path} holds no state dict of tensors (found {type(state).__name__})")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Raise :class:`CheckpointError` naming the first missing, unexpected and differently shaped
+    tensors when ``state`` is not exactly the weights of ``model``."""
+    own = getattr(model, "module", model).state_dict()
+    missing = [k for k in own if k not in state]  # in the model's order: the first differing tensors first
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in state and tuple(v.shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        def show(keys):
+            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+        parts = [f"shape mismatches: {show(shapes)}" if shapes else "",
+                 f"missing keys: {show(missing)}" if missing else "",
+                 f"unexpected keys: {show(unexpected)}" if unexpected else ""]
+        raise CheckpointError(f"weights in {source} do not fit {type(getattr(model, 'module', model)).__name__} "
+                              f"(a checkpoint of another model or config?): " + "; ".join(p for p in parts if p))
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
@@ -252,19 +450,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     state = read_state_dict(path)
     if Path(path).suffix == ".safetensors":  # tensors the file stored once for several names
         state = _unshare(model, state)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if tuple(own[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or shapes:
-        def show(keys):
-            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-        parts = [f"missing keys: {show(missing)}" if missing else "",
-                 f"unexpected keys: {show(unexpected)}" if unexpected else "",
-                 f"shape mismatches: {show(shapes)}" if shapes else ""]
-        raise CheckpointError(f"weights in {path} do not fit {type(model).__name__}: "
-                              + "; ".join(p for p in parts if p))
+    check_fits(model, state, path)
     model.load_state_dict(state, strict=True)
     return model
 

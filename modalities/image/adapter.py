@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from glocal.core.block import build_norm
-from glocal.core.errors import InputError
+from glocal.core.errors import ConfigError, InputError
 from glocal.core.tokens import Tokens
 from glocal.core.undo import GridUndo
 
@@ -50,6 +50,9 @@ class PatchStem(nn.Module):
 
     def __init__(self, in_chans: int = 3, dim: int = 96, patch: int = 4, norm="LayerNorm"):
         super().__init__()
+        if min(in_chans, dim, patch) < 1:
+            raise ConfigError(f"PatchStem: in_chans, dim and patch must be >= 1; got in_chans={in_chans}, dim={dim}, "
+                              f"patch={patch}")
         self.in_chans, self.patch, self.out_dim = in_chans, patch, dim
         self.proj = nn.Conv2d(in_chans, dim, patch, stride=patch)
         self.norm = build_norm(norm, dim)
@@ -57,6 +60,7 @@ class PatchStem(nn.Module):
     def forward(self, batch) -> tuple[Tokens, GridUndo]:
         x = batch_inputs(batch, "PatchStem")
         check_images(x, self.in_chans, "PatchStem")
+        x = x.to(self.proj.weight.dtype)  # float64 pixels meet float32 weights
         H, W = x.shape[2:]
         p = self.patch
         if H % p or W % p:
@@ -82,11 +86,14 @@ class ConvStem(nn.Module):
     def __init__(self, in_chans: int = 3, dims: Sequence[int] = (32, 64), strides: Sequence[int] = (2, 2),
                  kernel: int = 3, norm: str | None = "BatchNorm", act: str = "GELU", norm_last=None):
         super().__init__()
-        if len(dims) != len(strides):
-            raise ValueError(f"ConvStem: dims {dims} and strides {strides} differ in length")
+        if not dims or len(dims) != len(strides):
+            raise ConfigError(f"ConvStem: dims {dims} and strides {strides} must be non-empty and of one length")
+        if min(in_chans, *dims, *strides) < 1:
+            raise ConfigError(f"ConvStem: in_chans, dims and strides must be >= 1; got in_chans={in_chans}, "
+                              f"dims={dims}, strides={strides}")
+        if kernel < 1 or kernel % 2 == 0:
+            raise ConfigError(f"ConvStem kernel must be odd ('same' padding); got {kernel}")
         self.in_chans, self.out_dim, self.stride = in_chans, dims[-1], math.prod(strides)
-        if kernel % 2 == 0:
-            raise ValueError(f"ConvStem kernel must be odd ('same' padding); got {kernel}")
         layers, prev = [], in_chans
         for i, (d, s) in enumerate(zip(dims, strides)):
             layers.append(nn.Conv2d(prev, d, kernel, stride=s, padding=kernel // 2))
@@ -94,7 +101,7 @@ class ConvStem(nn.Module):
                 if norm == "BatchNorm":
                     layers.append(nn.BatchNorm2d(d))
                 elif norm is not None:
-                    raise ValueError(f"ConvStem norm between convolutions must be 'BatchNorm' or None; got {norm!r}")
+                    raise ConfigError(f"ConvStem norm between convolutions must be 'BatchNorm' or None; got {norm!r}")
                 layers.append(getattr(nn, act)())
             prev = d
         self.convs = nn.Sequential(*layers)
@@ -108,9 +115,14 @@ class ConvStem(nn.Module):
     def forward(self, batch) -> tuple[Tokens, GridUndo]:
         x = batch_inputs(batch, "ConvStem")
         check_images(x, self.in_chans, "ConvStem")
+        x = x.to(self.convs[0].weight.dtype)  # float64 pixels meet float32 weights
         H, W = x.shape[2:]
         fine = None
         for i, layer in enumerate(self.convs):
+            if isinstance(layer, nn.BatchNorm2d) and self.training and x.shape[0] * x.shape[2] * x.shape[3] <= 1:
+                raise InputError(f"ConvStem: its BatchNorm after convolution {i // 3 + 1} would train on one value "
+                                 f"per channel ({x.shape[0]} image(s) of {tuple(x.shape[2:])} there, from input "
+                                 f"{(H, W)}); train on batches of 2 or more, on larger images, or with norm=None")
             x = layer(x)
             if i + 1 == self._fine_at:  # the first layer's full-resolution features, for dense heads
                 fine = Tokens(x.flatten(2).transpose(1, 2), grid=(H, W))  # [B, H * W, dims[0]]

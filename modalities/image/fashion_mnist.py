@@ -7,13 +7,15 @@ dimensions, big-endian sizes) and checks that images and labels agree.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from glocal.core.errors import DatasetNotFoundError, InputError
+from glocal.core.errors import DataError, DatasetNotFoundError, InputError
 
 from ..dataset import GlocalDataset
 
@@ -24,25 +26,39 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Sneaker", "Bag", "Ankle boot")
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_MAX_DIMS = 32  # numpy's limit on array dimensions before numpy 2 (64 since); IDX arrays have a few
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into an array of its declared type and shape."""
+    """Read an IDX file (optionally gzipped) into an array of its declared type and shape; a file
+    that is not one, or is truncated or corrupt, is a :class:`DataError` naming it."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError as e:
+        raise DatasetNotFoundError(f"{path}: no such IDX file") from e
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read the IDX file ({type(e).__name__}: {e}); it is truncated or "
+                        f"corrupt") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise InputError(f"{path}: not an IDX file (bad magic number {data[:4].hex()})")
+        raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex()})")
     ndim = data[3]
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise DataError(f"{path}: the IDX header declares {ndim} dimensions ({offset} header bytes) but the file "
+                        f"has {len(data)} bytes; the file is truncated or corrupt")
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[data[2]])
-    offset = 4 + 4 * ndim
-    expected = offset + int(np.prod(dims)) * dtype.itemsize
+    expected = offset + math.prod(dims) * dtype.itemsize  # Python ints: no overflow for absurd headers
     if len(data) != expected:
-        raise InputError(f"{path}: IDX header declares shape {dims} ({expected} bytes) but the file "
-                         f"has {len(data)} bytes; the file is truncated or corrupt")
+        raise DataError(f"{path}: IDX header declares shape {dims} ({expected} bytes) but the file "
+                        f"has {len(data)} bytes; the file is truncated or corrupt")
+    if ndim > _MAX_DIMS:
+        raise DataError(f"{path}: the IDX header declares {ndim} dimensions, more than the {_MAX_DIMS} an array "
+                        f"may have; the file is corrupt")
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims)
 
 
@@ -87,12 +103,15 @@ class FashionMNIST(GlocalDataset):
         split: ``"train"`` or ``"test"``.
         transforms: list of transforms (config dicts or callables), ending in ``PackInputs``.
         limit: keep only the first ``limit`` samples (quick runs, tests).
+        on_error, max_skips: what a sample that fails in the transforms does (raise, or skip it), see
+            :class:`~glocal.modalities.dataset.GlocalDataset`.
     """
 
     metainfo = dict(classes=FASHION_MNIST_CLASSES)
 
-    def __init__(self, root: str | None = None, split: str = "train", transforms=None, limit: int | None = None):
-        super().__init__(transforms)
+    def __init__(self, root: str | None = None, split: str = "train", transforms=None, limit: int | None = None,
+                 on_error: str = "error", max_skips: int | None = None):
+        super().__init__(transforms, on_error=on_error, max_skips=max_skips)
         if split not in _FILES:
             raise InputError(f"FashionMNIST split must be 'train' or 'test'; got {split!r}")
         self.root, self.split = fashion_mnist_root(root), split

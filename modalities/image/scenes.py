@@ -197,14 +197,17 @@ class FashionMNISTScenes(GlocalDataset):
         transforms: list of transforms (config dicts or callables), ending in ``PackInputs``.
         cache_dir: where the generated ``.npz`` goes (default ``$GLOCAL_CACHE/data/scenes``, else
             ``~/.cache/glocal/data/scenes``).
+        on_error, max_skips: what a sample that fails in the transforms does (raise, or skip it), see
+            :class:`~glocal.modalities.dataset.GlocalDataset`.
     """
 
     metainfo = dict(classes=("background",) + FASHION_MNIST_CLASSES)
 
     def __init__(self, split: str = "train", num_canvases: int | None = None, canvas=64, items=(2, 4),
                  scale=(0.8, 1.3), flip: float = 0.5, ink_threshold: int = 64, seed: int = 0,
-                 root: str | None = None, transforms=None, cache_dir: str | os.PathLike | None = None):
-        super().__init__(transforms)
+                 root: str | None = None, transforms=None, cache_dir: str | os.PathLike | None = None,
+                 on_error: str = "error", max_skips: int | None = None):
+        super().__init__(transforms, on_error=on_error, max_skips=max_skips)
         if split not in _SPLITS:
             raise InputError(f"FashionMNISTScenes split must be 'train' or 'test'; got {split!r}")
         canvas = (canvas, canvas) if isinstance(canvas, int) else tuple(int(c) for c in canvas)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,10 +35,20 @@ def prepare_config(config, cfg_options: Mapping | None = None, work_dir: str | N
 
 def run_tool(main) -> None:
     """Run a tool's ``main()``; glocal's own errors print as ``error: <message>`` (exit code 2)
-    instead of a traceback. A distributed run destroys its process group and then leaves without
-    the interpreter's teardown: C++ threads of gloo and DDP that outlive the group aborted about a
-    third of finished two-process runs ("terminate called without an active exception") while
-    Python destroyed the objects holding them. Logs and output are flushed first."""
+    instead of a traceback.
+
+    A distributed run destroys its process group and then leaves with ``os._exit``, skipping the
+    interpreter's finalization, on success and on failure alike. Why (a core dump of an aborted
+    rank, "terminate called without an active exception"): gloo's worker threads
+    (``ProcessGroupGloo::runLoop``) release each finished collective (e.g. the
+    ``AsyncAllgatherWork`` of an ``all_gather_object``) some time after the caller has its result;
+    that release drops tensors with Python objects and so takes the GIL. When the main thread is
+    already in ``Py_FinalizeEx`` by then, taking the GIL makes the worker thread exit through
+    ``pthread_exit``, whose forced unwind meets the work's ``noexcept`` destructor:
+    ``std::terminate``, SIGABRT, and torchrun reports a finished run as failed. The process group
+    keeps those threads alive after ``destroy_process_group`` while anything (the DDP reducer)
+    still holds it. Without finalization there is no GIL hand-over to fail. Logs and output are
+    flushed first."""
     distributed = False
     code = 1
     try:
@@ -45,6 +56,11 @@ def run_tool(main) -> None:
     except GlocalError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
+    except BaseException:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise
+        traceback.print_exc()  # a failing rank must not abort in finalization either
+        code = 1
     finally:
         if dist.is_available() and dist.is_initialized():
             distributed = True

@@ -11,8 +11,10 @@ config itself, so the config the Runner dumps says what ran.
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,20 @@ def load_config(cfg: str | os.PathLike | Mapping | Config) -> Config:
     path = Path(cfg)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    return Config.fromfile(str(path))
+    try:
+        source = path.read_text()
+        compile(source, str(path), "exec")
+    except SyntaxError as e:
+        text = (e.text or "").rstrip("\n")
+        raise ConfigError(f"{path}, line {e.lineno}: syntax error: {e.msg}" + (f"\n    {text}" if text else "")) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
+    try:
+        return Config.fromfile(str(path))
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a config is a Python file: anything can fail while running it
+        raise ConfigError(f"config file {path} failed while running: {type(e).__name__}: {e}") from e
 
 
 def _accepted_args(factory) -> set[str] | None:
@@ -88,6 +103,9 @@ def _check_glocal(node: Any, path: str, registry=None) -> None:
             elif _glocal_factory(kind) is None:
                 raise ConfigError(f"{path}: unknown type={kind!r} (no glocal registry has it); "
                                   f"{close_names(kind, _glocal_names())}")
+            factory = registry.get(kind) if registry is not None else _glocal_factory(kind)
+            if callable(factory):
+                _check_arg_values(node, factory, path)
         for key, value in node.items():
             if key not in ("type", "init_cfg"):  # init_cfg names mmengine's weight initialisers
                 _check_glocal(value, f"{path}.{key}", TRANSFORMS if key == "transforms" and
@@ -126,6 +144,7 @@ def _check_mm(node: Any, path: str, registry, default_type: str | None = None, e
     if accepted is not None:
         allowed = (accepted - set(skip)) | {"type", "_scope_", *extra}
         _check_keys(node, allowed, path, getattr(factory, "__name__", str(kind)))
+    _check_arg_values(node, factory, path)
 
 
 def _as_list(x) -> list:
@@ -143,8 +162,88 @@ def _check_sampler(sampler: Mapping, path: str) -> None:
     _check_keys(sampler, SAMPLERS[kind], path, f"the sampler ({name})")
 
 
+# What the engine reads at the top level of a config besides the Runner's own arguments.
+ENGINE_KEYS = ("data_preprocessor", "launcher", "work_dir", "resume", "load_from", "randomness", "env_cfg",
+               "log_level", "default_scope", "experiment_name", "_base_")
+# (section, kind): the top-level sections that must be dicts (or lists of dicts)
+SECTIONS = {"model": Mapping, "train_dataloader": Mapping, "val_dataloader": Mapping, "test_dataloader": Mapping,
+            "train_cfg": Mapping, "val_cfg": Mapping, "test_cfg": Mapping, "optim_wrapper": Mapping,
+            "default_hooks": Mapping, "env_cfg": Mapping, "randomness": Mapping, "visualizer": Mapping,
+            "log_processor": Mapping, "param_scheduler": (Mapping, list, tuple), "custom_hooks": (list, tuple),
+            "val_evaluator": (Mapping, list, tuple), "test_evaluator": (Mapping, list, tuple)}
+# data loader values: (kind, lowest allowed)
+LOADER_VALUES = {"batch_size": (int, 1), "num_workers": (int, 0), "prefetch_factor": (int, 1),
+                 "timeout": ((int, float), 0), "drop_last": (bool, None), "pin_memory": (bool, None),
+                 "persistent_workers": (bool, None)}
+
+
+def _check_top_level(cfg: Config) -> None:
+    """A top-level name that is not one the engine reads but is spelt like one is a typo (helper
+    variables such as ``num_classes = 10`` are fine); the engine's sections have the right kind."""
+    known = set(RUNNER_KEYS) | set(ENGINE_KEYS)
+    for key in cfg.keys():
+        if key in known or key.startswith("_"):
+            continue
+        hits = difflib.get_close_matches(key, known, n=3, cutoff=0.8)
+        if hits:
+            raise ConfigError(f"{cfg.filename or 'the config'}: top-level key {key!r} is not read by glocal; did you "
+                              f"mean: {', '.join(hits)}? (a helper variable of the file must not look like one of "
+                              f"the engine's keys; start its name with '_')")
+    for key, kind in SECTIONS.items():
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise ConfigError(f"{key}: expected a dict(...){' or a list of them' if kind is not Mapping else ''}; "
+                              f"got {type(value).__name__} {value!r}")
+
+
+def _expects(param: inspect.Parameter) -> type | None:
+    """``int`` or ``float`` when a parameter takes a number and never a string, from its default
+    or annotation; None when it cannot tell."""
+    default, ann = param.default, param.annotation
+    ann = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+    if isinstance(default, bool) or "bool" in ann:
+        return None
+    if "str" in ann or isinstance(default, str):
+        return None
+    if isinstance(default, int) or re.fullmatch(r"(Optional\[)?int\]?( \| None)?", ann):
+        return int
+    if isinstance(default, float) or re.search(r"\bfloat\b", ann):
+        return float
+    return None
+
+
+def _check_value(value: Any, kind: type | tuple, path: str, lowest=None) -> None:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if int in kinds and isinstance(value, float) and value.is_integer():
+        ok = True
+    if not ok:
+        want = " or ".join({int: "an integer", float: "a number", bool: "True or False"}.get(k, k.__name__)
+                           for k in kinds)
+        raise ConfigError(f"{path}: expected {want}; got {type(value).__name__} {value!r}")
+    if lowest is not None and value < lowest:
+        raise ConfigError(f"{path}: must be at least {lowest}; got {value!r}")
+
+
+def _check_arg_values(node: Mapping, factory, path: str) -> None:
+    """Numbers where the component's signature takes numbers (``lr='abc'`` fails here, not in torch)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in node.items():
+        if key in params and value is not None and not isinstance(value, (Mapping, list, tuple)):
+            kind = _expects(params[key])
+            if kind is not None:
+                _check_value(value, float if kind is float else int, f"{path}.{key}")
+
+
 def validate_config(cfg: Config) -> None:
-    """Check every ``type=`` and the keys of the engine's sections before anything is built."""
+    """Check the whole config before anything is built: the top-level names, every ``type=``,
+    the keys of each section and component, and the kinds of their values."""
+    _check_top_level(cfg)
     if not isinstance(cfg.get("model"), Mapping):
         raise ConfigError("the config has no 'model' dict")
     _check_glocal(cfg.model, "model", MODELS)
@@ -154,6 +253,9 @@ def validate_config(cfg: Config) -> None:
             continue
         path = f"{split}_dataloader"
         _check_keys(loader, DATALOADER_KEYS, path, "a data loader")
+        for key, (kind, lowest) in LOADER_VALUES.items():
+            if loader.get(key) is not None:
+                _check_value(loader[key], kind, f"{path}.{key}", lowest)
         if not isinstance(loader.get("dataset"), Mapping):
             raise ConfigError(f"{path}.dataset: needs a dataset config dict(type=..., ...)")
         _check_glocal(loader.dataset, f"{path}.dataset", DATASETS)
@@ -172,7 +274,9 @@ def validate_config(cfg: Config) -> None:
     optim = cfg.get("optim_wrapper")
     if optim is not None:
         _check_mm(optim, "optim_wrapper", OPTIM_WRAPPERS, "OptimWrapper",
-                  extra=("optimizer", "paramwise_cfg", "constructor"))
+                  extra=("optimizer", "paramwise_cfg", "constructor", "nonfinite", "max_skips"))
+        if optim.get("nonfinite", "stop") not in ("stop", "skip"):
+            raise ConfigError(f"optim_wrapper.nonfinite={optim.nonfinite!r}: use 'stop' or 'skip'")
         if isinstance(optim.get("constructor"), str) and OPTIM_WRAPPER_CONSTRUCTORS.get(optim.constructor) is None:
             raise ConfigError(f"optim_wrapper.constructor: unknown {optim.constructor!r}; "
                               f"{close_names(optim.constructor, OPTIM_WRAPPER_CONSTRUCTORS.module_dict)}")
@@ -234,7 +338,7 @@ def _options_candidates(node: Mapping, path: list[str]) -> set[str]:
     elif path == ["train_cfg"]:  # either loop's arguments: by_epoch=False max_iters=N switches loops
         names |= (_accepted_args(_MMEpochBasedTrainLoop) | _accepted_args(_MMIterBasedTrainLoop)) | {"by_epoch"}
     elif path == ["optim_wrapper"]:
-        names |= (_accepted_args(OptimWrapper) or set()) | {"paramwise_cfg", "constructor"}
+        names |= (_accepted_args(OptimWrapper) or set()) | {"paramwise_cfg", "constructor", "nonfinite", "max_skips"}
     return names - {"self", "runner", "dataloader", "evaluator", "module", "params"}
 
 

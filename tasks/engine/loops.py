@@ -1,4 +1,4 @@
-"""Train loops, AMP on CPU, and the parameter-digest hook.
+"""Train loops, AMP on CPU, the divergence guard, and the parameter-digest hook.
 
 The train loops resume mid-epoch by positioning the sampler (no data is re-read to skip
 batches): a sampler with ``skip_next`` is told how many keys (or, a batch sampler, how many
@@ -6,20 +6,25 @@ batches) of its next iteration to drop. ``AmpOptimWrapper`` runs on CPU as bfloa
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from mmengine.dist import all_gather_object
 from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper as _MMAmpOptimWrapper
-from mmengine.optim import OptimWrapper
+from mmengine.optim import OptimWrapper as _MMOptimWrapper
 from mmengine.runner.loops import EpochBasedTrainLoop as _MMEpochBasedTrainLoop
 from mmengine.runner.loops import IterBasedTrainLoop as _MMIterBasedTrainLoop
 from torch.utils.data import DataLoader
 
-from glocal.core.errors import ConfigError
+from mmengine.logging import MessageHub, print_log
+
+from glocal.core.errors import ConfigError, GlocalError
 
 from ..checkpoint import parameter_digest
 
-__all__ = ["EpochBasedTrainLoop", "IterBasedTrainLoop", "AmpOptimWrapper", "ParameterDigestHook"]
+__all__ = ["EpochBasedTrainLoop", "IterBasedTrainLoop", "OptimWrapper", "AmpOptimWrapper", "ParameterDigestHook",
+           "DivergenceError"]
 
 
 def _position(loader: DataLoader, batches: int) -> bool:
@@ -122,17 +127,86 @@ class IterBasedTrainLoop(_MMIterBasedTrainLoop):
         return self.runner.model
 
 
-class AmpOptimWrapper(_MMAmpOptimWrapper):
-    """mmengine's ``AmpOptimWrapper``, which also runs on CPU: bfloat16 autocast, no loss scaling
-    (bfloat16 has float32's range). With CUDA it is mmengine's wrapper unchanged."""
+class DivergenceError(GlocalError, FloatingPointError):
+    """Training produced a NaN or inf loss or gradient."""
 
-    def __init__(self, loss_scale="dynamic", dtype=None, use_fsdp: bool = False, **kwargs):
+
+class _NonFiniteGuard:
+    """Checks the loss before backward and the gradients before the optimizer step."""
+
+    def _init_guard(self, nonfinite: str, max_skips: int) -> None:
+        if nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"optim_wrapper.nonfinite={nonfinite!r}: use 'stop' (end the run with an error) or "
+                              f"'skip' (drop the step, count it, stop after max_skips)")
+        self.nonfinite, self.max_skips, self.skipped_steps = nonfinite, int(max_skips), 0
+        self.param_names: dict[int, str] = {}  # id(parameter) -> name, filled in by the runner
+
+    def update_params(self, loss: torch.Tensor, step_kwargs=None, zero_kwargs=None) -> None:
+        if not bool(torch.isfinite(loss.detach()).all()):
+            return self._on_nonfinite(f"the loss is {loss.detach().float().sum().item()}", zero_kwargs)
+        loss = self.scale_loss(loss)
+        self.backward(loss)
+        if self.should_update():
+            bad = self._first_nonfinite_grad()
+            if bad is not None:
+                return self._on_nonfinite(bad, zero_kwargs)
+            self.step(**(step_kwargs or {}))
+            self.zero_grad(**(zero_kwargs or {}))
+
+    def _first_nonfinite_grad(self) -> str | None:
+        if getattr(self, "loss_scaler", None) is not None and self.loss_scaler.is_enabled():
+            return None  # fp16 loss scaling skips inf steps itself (and lowers the scale)
+        for g, group in enumerate(self.optimizer.param_groups):
+            grads = [p.grad for p in group["params"] if p.grad is not None]
+            if not grads or all(bool(torch.isfinite(n)) for n in torch._foreach_norm(grads)):
+                continue
+            for p in group["params"]:
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    name = self.param_names.get(id(p), f"a parameter of shape {tuple(p.shape)}")
+                    return (f"the gradient is not finite in parameter group {g} (lr {group['lr']:.3g}), first "
+                            f"at {name}")
+        return None
+
+    def _on_nonfinite(self, what: str, zero_kwargs) -> None:
+        hub = MessageHub.get_current_instance()
+        it, epoch = hub.get_info("iter", 0), hub.get_info("epoch", 0)
+        last = hub.get_info("last_ckpt")
+        self.zero_grad(**(zero_kwargs or {}))
+        if self.nonfinite == "skip" and self.skipped_steps < self.max_skips:
+            self.skipped_steps += 1
+            print_log(f"iteration {it + 1} (epoch {epoch + 1}): {what}; step skipped "
+                      f"({self.skipped_steps} of at most {self.max_skips})", logger="current", level=logging.WARNING)
+            return
+        why = (f"more than max_skips={self.max_skips} non-finite steps; " if self.nonfinite == "skip" else "")
+        raise DivergenceError(
+            f"training diverged at iteration {it + 1} (epoch {epoch + 1}): {why}{what}. Nothing was saved after "
+            f"this point; the last good checkpoint is {last or 'none (no checkpoint was saved yet)'}. Lower the "
+            f"learning rate (optim_wrapper.optimizer.lr), clip gradients (optim_wrapper.clip_grad="
+            f"dict(max_norm=1.0)), then --resume {last or ''}".rstrip())
+
+
+class OptimWrapper(_NonFiniteGuard, _MMOptimWrapper):
+    """mmengine's ``OptimWrapper`` with the divergence guard (``nonfinite``, ``max_skips``)."""
+
+    def __init__(self, optimizer, nonfinite: str = "stop", max_skips: int = 100, **kwargs):
+        super().__init__(optimizer, **kwargs)
+        self._init_guard(nonfinite, max_skips)
+
+
+class AmpOptimWrapper(_NonFiniteGuard, _MMAmpOptimWrapper):
+    """mmengine's ``AmpOptimWrapper``, which also runs on CPU: bfloat16 autocast, no loss scaling
+    (bfloat16 has float32's range). With CUDA it is mmengine's wrapper. Guarded like
+    :class:`OptimWrapper`."""
+
+    def __init__(self, loss_scale="dynamic", dtype=None, use_fsdp: bool = False, nonfinite: str = "stop",
+                 max_skips: int = 100, **kwargs):
+        self._init_guard(nonfinite, max_skips)
         if torch.cuda.is_available():
             super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp, **kwargs)
             return
         if dtype not in (None, "bfloat16", torch.bfloat16):
             raise ConfigError(f"AmpOptimWrapper on CPU supports dtype='bfloat16' only; got {dtype!r}")
-        OptimWrapper.__init__(self, **kwargs)
+        _MMOptimWrapper.__init__(self, **kwargs)
         self._scale_update_param = None
         self.loss_scaler = torch.amp.GradScaler("cpu", enabled=False)
         self.cast_dtype = torch.bfloat16

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,19 +22,24 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmengine.dist import sync_random_seed
+from mmengine.dist import master_only, sync_random_seed
 from mmengine.evaluator import Evaluator
-from mmengine.runner import Runner, find_latest_checkpoint, set_random_seed
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.runner import Runner, set_random_seed
 
 from glocal.core.errors import ConfigError
 from glocal.tasks.registry import METRICS, MODELS
 
-from ..checkpoint import SafeCheckpointHook, decode_state
+from ..checkpoint import (PART, CheckpointError, AtomicCheckpointHook, SafeCheckpointHook, check_fits, commit_checkpoint,
+                          decode_state, latest_checkpoint, read_checkpoint)
 from .config import _as_list, _fill_scheduler_ends, _loop_by_epoch, load_config, resolve_config, validate_config
 from .data import build_dataloader
-from .loops import AmpOptimWrapper, EpochBasedTrainLoop, IterBasedTrainLoop, ParameterDigestHook
+from .loops import AmpOptimWrapper, EpochBasedTrainLoop, IterBasedTrainLoop, OptimWrapper, ParameterDigestHook
 
-__all__ = ["build_model", "build_runner"]
+__all__ = ["build_model", "build_runner", "GlocalRunner", "ReliabilityHook"]
+
+# the optimizer hyper-parameters a resumed run takes from its config (the checkpoint has the old ones)
+HYPER = ("lr", "weight_decay", "momentum", "betas", "eps", "alpha", "nesterov", "dampening")
 
 
 def build_model(cfg: Config):
@@ -61,11 +67,138 @@ def _init_distributed(cfg: Config) -> None:
 
 def _checkpoint_seed(cfg: Config) -> int | None:
     """The seed a resumed run used (so that a config without a fixed seed resumes with it)."""
-    path = cfg.get("load_from") or find_latest_checkpoint(cfg.work_dir)
-    if not path or not Path(path).is_file():
+    path = cfg.get("load_from") or latest_checkpoint(cfg.work_dir)
+    if not path:
         return None
-    meta = torch.load(path, map_location="cpu").get("meta", {})
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get("meta", {}) if isinstance(ckpt, Mapping) else {}
     return decode_state(meta).get("seed")
+
+
+class GlocalRunner(Runner):
+    """mmengine's ``Runner`` with glocal's file safety: every checkpoint is written to a ``.part``
+    file and renamed when complete; every load (resume, ``load_from``) goes through
+    :func:`~glocal.tasks.checkpoint.read_checkpoint` (``weights_only=True``, checksum, glocal's
+    errors) and must fit the model exactly; auto-resume never picks a partial file and says when
+    it starts fresh; a resumed run takes the optimizer hyper-parameters of its config."""
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+        part = f"{filename}{PART}"
+        super().save_checkpoint(out_dir, part, *args, **kwargs)
+        commit_checkpoint(Path(out_dir) / part, Path(out_dir) / filename)
+
+    def load_checkpoint(self, filename: str, map_location="cpu", strict: bool = False,
+                        revise_keys=((r"^module\.", ""),)) -> dict:
+        checkpoint = read_checkpoint(filename)
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
+            raise CheckpointError(f"{filename} is not a training checkpoint (no state_dict); weights-only files "
+                                  f"go to tools/test.py or load_weights()")
+        self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
+        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in checkpoint["state_dict"].items()}
+        model = getattr(self.model, "module", self.model)
+        check_fits(model, state, filename)
+        model.load_state_dict(state, strict=True)
+        self._has_loaded = True
+        self.logger.info(f"loaded checkpoint {filename}")
+        return checkpoint
+
+    def load_or_resume(self) -> None:
+        if self._has_loaded:
+            return
+        if self._resume and self._load_from is None:
+            path = latest_checkpoint(self.work_dir)
+            if path is None:
+                self.logger.warning(f"--resume: no complete checkpoint in {self.work_dir}; starting a fresh run")
+                return
+            self.logger.info(f"resuming from {path}, the latest complete checkpoint in {self.work_dir}")
+            self.resume(str(path))
+        elif self._resume:
+            self.resume(self._load_from)
+        elif self._load_from is not None:
+            self.load_checkpoint(self._load_from)
+        self._has_loaded = True
+
+    def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
+               map_location="default") -> None:
+        wanted = self._config_hyper()
+        super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        self._apply_config_hyper(wanted, filename)
+
+    def _optimizers(self) -> dict:
+        wrapper = self.optim_wrapper
+        if hasattr(wrapper, "optim_wrappers"):  # OptimWrapperDict
+            return {name: w.optimizer for name, w in wrapper.optim_wrappers.items()}
+        return {"": wrapper.optimizer} if hasattr(wrapper, "optimizer") else {}
+
+    def _config_hyper(self) -> dict:
+        """Each optimizer's groups' hyper-parameters as the config builds them (before resume)."""
+        return {name: [{k: g.get("initial_lr", g["lr"]) if k == "lr" else g[k] for k in HYPER if k in g}
+                       for g in opt.param_groups] for name, opt in self._optimizers().items()}
+
+    def _apply_config_hyper(self, wanted: dict, filename: str) -> None:
+        """The checkpoint's optimizer state carries the old run's lr, weight decay, ...; a config that
+        changed them wins, and says so. The lr keeps its place in the schedule: scaled by new/old."""
+        for name, opt in self._optimizers().items():
+            scheds = self.param_schedulers.get(name, []) if isinstance(self.param_schedulers, dict) else \
+                (self.param_schedulers or [])
+            for i, (group, want) in enumerate(zip(opt.param_groups, wanted.get(name, []))):
+                for key, value in want.items():
+                    old = group.get("initial_lr", group["lr"]) if key == "lr" else group.get(key)
+                    if old == value or (isinstance(old, float) and math.isclose(old, value, rel_tol=1e-12)):
+                        continue
+                    where = f"optimizer{' ' + name if name else ''} group {i}"
+                    if key == "lr":
+                        ratio = value / old if old else 1.0
+                        now = group["lr"]
+                        group["lr"], group["initial_lr"] = now * ratio, value
+                        for sched in scheds:
+                            if getattr(sched, "param_name", None) == "lr":
+                                sched.base_values[i] = value
+                                sched._last_value = [v * ratio if j == i else v
+                                                     for j, v in enumerate(sched._last_value)]
+                        self.logger.warning(f"resume: {where} lr is {value:g} in the config and {old:g} in {filename}; "
+                                            f"using the config's (current lr {now:.4g} -> {now * ratio:.4g})")
+                    else:
+                        group[key] = value
+                        self.logger.warning(f"resume: {where} {key} is {value!r} in the config and {old!r} in "
+                                            f"{filename}; using the config's")
+
+
+class ReliabilityHook(Hook):
+    """Gives the divergence guard the parameter names, and reports at the end what was skipped:
+    optimizer steps with a NaN/inf loss (``optim_wrapper.nonfinite='skip'``) and samples that
+    failed to load (a dataset's ``on_error='skip'``)."""
+
+    priority = "LOWEST"
+
+    def before_train(self, runner) -> None:
+        wrappers = getattr(runner.optim_wrapper, "optim_wrappers", {"": runner.optim_wrapper})
+        names = {id(p): n for n, p in getattr(runner.model, "module", runner.model).named_parameters()}
+        for wrapper in wrappers.values():
+            if hasattr(wrapper, "param_names"):
+                wrapper.param_names = names
+
+    def _report(self, runner, what: str) -> None:
+        wrappers = getattr(runner.optim_wrapper, "optim_wrappers", {"": runner.optim_wrapper})
+        steps = sum(getattr(w, "skipped_steps", 0) for w in wrappers.values()) if what == "training" else 0
+        if steps:
+            runner.logger.warning(f"{what}: {steps} optimizer step(s) skipped for a NaN/inf loss or gradient")
+        pre = getattr(getattr(runner.model, "module", runner.model), "data_preprocessor", None)
+        skipped = list(getattr(pre, "skipped", None) or [])
+        if skipped:
+            first = "; ".join(f"#{i} {p or ''} ({m})" for i, p, m in skipped[:5])
+            runner.logger.warning(f"{what}: {len(skipped)} sample(s) failed to load and were skipped: {first}"
+                                  + (" ..." if len(skipped) > 5 else ""))
+
+    def after_train(self, runner) -> None:
+        self._report(runner, "training")
+
+    def after_test(self, runner) -> None:
+        self._report(runner, "testing")
+
+
+WRAPPERS = {"OptimWrapper": OptimWrapper, "AmpOptimWrapper": AmpOptimWrapper}
 
 
 def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = False) -> Runner:
@@ -115,11 +248,15 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = Fal
             if loop_cfg["type"] is IterBasedTrainLoop:
                 loop_cfg.pop("max_epochs", None)
     optim_wrapper = None if for_test else copy.deepcopy(cfg.get("optim_wrapper"))
-    if isinstance(optim_wrapper, Mapping) and optim_wrapper.get("type") == "AmpOptimWrapper":
-        optim_wrapper = {**optim_wrapper, "type": AmpOptimWrapper}
+    if isinstance(optim_wrapper, Mapping) and optim_wrapper.get("type", "OptimWrapper") in WRAPPERS:
+        optim_wrapper = {**optim_wrapper, "type": WRAPPERS[optim_wrapper.get("type", "OptimWrapper")]}
+    default_hooks = copy.deepcopy(cfg.get("default_hooks"))
+    if isinstance((default_hooks or {}).get("checkpoint"), Mapping) and \
+            default_hooks["checkpoint"].get("type") in ("CheckpointHook", CheckpointHook):
+        default_hooks["checkpoint"] = {**default_hooks["checkpoint"], "type": AtomicCheckpointHook}
     custom_hooks = list(copy.deepcopy(cfg.get("custom_hooks") or [])) + [SafeCheckpointHook(),
-                                                                         ParameterDigestHook()]
-    return Runner(
+                                                                         ParameterDigestHook(), ReliabilityHook()]
+    return GlocalRunner(
         model=model,
         work_dir=cfg.work_dir,
         train_dataloader=loaders.get("train"),
@@ -133,7 +270,7 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = Fal
         param_scheduler=None if for_test else copy.deepcopy(cfg.get("param_scheduler")),
         val_evaluator=evaluators.get("val"),
         test_evaluator=evaluators.get("test"),
-        default_hooks=copy.deepcopy(cfg.get("default_hooks")),
+        default_hooks=default_hooks,
         custom_hooks=custom_hooks,
         load_from=None if for_test else cfg.get("load_from"),
         resume=False if for_test else bool(cfg.get("resume", False)),
