@@ -38,7 +38,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseDataPreprocessor
 from torch import Tensor
 
-from glocal.core.errors import DataError, InputError
+from glocal.core.errors import ConfigError, DataError, InputError
 from glocal.core.tokens import Tokens
 
 from .registry import TRANSFORMS
@@ -57,6 +57,9 @@ FIELD_PROVIDERS = {
     "pos": "PadCollate/StackCollate over samples with 'pos' [L, P]",
     "order": "PadCollate over samples with an 'order' [L] (serialisation transforms)",
     "batch": "PadCollate (the sample index of every valid element)",
+    "rwse": "the RWSE transform in the dataset's pipeline, padded by PadCollate(node_keys=('rwse', ...))",
+    "lap_vec": "the LapPE transform in the dataset's pipeline, padded by PadCollate(node_keys=('lap_vec', ...))",
+    "lap_val": "the LapPE transform in the dataset's pipeline, padded by PadCollate(node_keys=('lap_val', ...))",
 }
 
 
@@ -266,6 +269,9 @@ class PadCollate:
     - ``inputs [B, L, ...]`` zero-padded (``pad_value``), ``mask [B, L]`` (True = valid),
       ``lengths [B]``, ``batch [N]`` (the sample of each valid element, PyG-style); inputs of
       different dtypes are promoted to a common one;
+    - keys in ``node_keys`` (per-element model inputs beside ``inputs``, ``[L_i, ...]``: a graph's
+      positional encodings ``rwse``, ``lap_vec``, ``lap_val``) padded with 0 to ``[B, L, ...]`` and
+      put in the batch next to ``inputs`` (not in ``data_samples``);
     - ``pos [B, L, P]`` padded; ``order [B, L]`` padded with the padded positions appended, so each
       row stays a permutation of ``range(L)``;
     - ``edge_index [2, E]``: every sample's ``[2, E_i]`` (local node indices) offset into the
@@ -280,8 +286,12 @@ class PadCollate:
     """
 
     def __init__(self, token_keys: Sequence[str] = (), seq_keys: Sequence[str] = (), ignore_index: int = -100,
-                 pad_value: float = 0.0, seq_pad: int = 0):
-        self.token_keys, self.seq_keys = tuple(token_keys), tuple(seq_keys)
+                 pad_value: float = 0.0, seq_pad: int = 0, node_keys: Sequence[str] = ()):
+        self.token_keys, self.seq_keys, self.node_keys = tuple(token_keys), tuple(seq_keys), tuple(node_keys)
+        clash = sorted(set(self.node_keys) & ({"inputs", *STRUCTURE_KEYS} | set(self.token_keys) | set(self.seq_keys)))
+        if clash:
+            raise ConfigError(f"PadCollate: node_keys {clash} are also inputs, structure, token_keys or seq_keys; "
+                              f"a key is collated one way")
         self.ignore_index, self.pad_value, self.seq_pad = ignore_index, pad_value, seq_pad
 
     @staticmethod
@@ -329,6 +339,13 @@ class PadCollate:
         batch = dict(inputs=self._pad(inputs, L, self.pad_value), mask=mask, lengths=lengths,
                      batch=torch.arange(B).repeat_interleave(lengths))
         first = samples[0]
+        for key in self.node_keys:
+            if key not in first:
+                continue
+            values = [_as_tensor(s, b, key, "PadCollate") for b, s in enumerate(samples)]
+            self._check_ragged(key, values, samples, n)
+            batch[key] = self._pad([v.to(reduce(torch.promote_types, [v.dtype for v in values])) for v in values],
+                                   L, 0)  # [B, L, ...]
         if "pos" in first:
             pos = [_as_tensor(s, b, "pos", "PadCollate") for b, s in enumerate(samples)]
             self._check_ragged("pos", pos, samples, n)
@@ -360,7 +377,7 @@ class PadCollate:
                                                 for a in attrs])
         data = {}
         for key in first:
-            if key == "inputs" or key in STRUCTURE_KEYS:
+            if key == "inputs" or key in STRUCTURE_KEYS or key in self.node_keys:
                 continue
             if key in self.token_keys:
                 values = [_as_tensor(s, b, key, "PadCollate", torch.long) for b, s in enumerate(samples)]
@@ -380,8 +397,9 @@ class PadCollate:
         return batch
 
     def __repr__(self):
+        node = f", node_keys={self.node_keys}" if self.node_keys else ""
         return (f"PadCollate(token_keys={self.token_keys}, seq_keys={self.seq_keys}, "
-                f"ignore_index={self.ignore_index})")
+                f"ignore_index={self.ignore_index}{node})")
 
 
 class BatchPreprocessor(BaseDataPreprocessor):

@@ -3,7 +3,7 @@
 Entries are lazy: a modality's package (and its decoding libraries) is imported when one of its
 names is first built, so a graph user never imports decord, open3d or torchaudio.
 """
-from .registry import ADAPTERS, COLLATES, DATASETS, PREPROCESSORS, TRANSFORMS
+from .registry import ADAPTERS, COLLATES, DATASETS, ENCODERS, PREPROCESSORS, TRANSFORMS
 
 # --- shared by every modality ---------------------------------------------------------------------
 BATCH = "glocal.modalities.batch"
@@ -17,3 +17,12 @@ PREPROCESSORS.add_lazy(IMAGE, "ImageDataPreprocessor")
 DATASETS.add_lazy(IMAGE, "FashionMNIST", "FashionMNISTScenes", "ImageFolder")
 TRANSFORMS.add_lazy(IMAGE, "RandomCrop", "RandomFlip", "Resize", "CenterCrop", "RandomResizedCrop",
                     "RandomErasing", "PackInputs")
+
+# --- graph ----------------------------------------------------------------------------------------
+GRAPH = "glocal.modalities.graph"
+ADAPTERS.add_lazy(GRAPH, "GraphStem")
+ENCODERS.add_lazy(GRAPH, "CategoricalEncoder", "AtomEncoder", "BondEncoder", "EmbeddingEncoder", "LinearEncoder",
+                  "RWSEEncoder", "LapPEEncoder")
+DATASETS.add_lazy(GRAPH, "GraphList", "MoleculeDataset", "QM9", "FreeSolv", "Solubility")
+TRANSFORMS.add_lazy(GRAPH, "RWSE", "LapPE")
+DATASETS.add_lazy(GRAPH + ".longrange", "LongRangeNodes")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from glocal.core.registry import Registry
 
-__all__ = ["ADAPTERS", "DATASETS", "TRANSFORMS", "PREPROCESSORS", "COLLATES", "MODALITY_REGISTRIES"]
+__all__ = ["ADAPTERS", "ENCODERS", "DATASETS", "TRANSFORMS", "PREPROCESSORS", "COLLATES", "MODALITY_REGISTRIES"]
 
 _CATALOG = "glocal.modalities.catalog"
 ADAPTERS = Registry("adapter", _CATALOG)  # adapter(batch) -> Tokens or (Tokens, undo)
+ENCODERS = Registry("encoder", _CATALOG)  # the pieces adapters compose: node/edge features, positional encodings
 DATASETS = Registry("dataset", _CATALOG)
 TRANSFORMS = Registry("transform", _CATALOG)  # t(sample: dict, rng) -> dict
 PREPROCESSORS = Registry("data preprocessor", _CATALOG)  # batch -> device (+ normalisation)
 COLLATES = Registry("collate", _CATALOG)  # list of samples -> batch
-MODALITY_REGISTRIES = (ADAPTERS, DATASETS, TRANSFORMS, PREPROCESSORS, COLLATES)
+MODALITY_REGISTRIES = (ADAPTERS, ENCODERS, DATASETS, TRANSFORMS, PREPROCESSORS, COLLATES)

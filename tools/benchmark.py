@@ -4,6 +4,7 @@
     python tools/benchmark.py --suite scaling --out scaling.csv --plot scaling.png
     python tools/benchmark.py --suite peers   --out peers.csv
     python tools/benchmark.py --suite collate --out collate.csv [--plot collate.png]
+    python tools/benchmark.py --suite graph   --out graph.csv   [--plot graph.png]
     options: --threads N (default 2)  --quick (tiny sizes, for smoke tests)  --repeats R  --warmup W
 
 Suites:
@@ -30,6 +31,18 @@ Suites:
   ``LinearAttention``, dim 64, eval, no_grad): the mean over 16 batches at evenly spaced quantiles
   of the padded size, times the number of batches (the orders timed interleaved, round by round).
   ``ratio_to_peer`` = plain shuffling's time / the bucketed one.
+
+- ``graph``: GraphGPS, side by side in one process on the same graphs. (1) Throughput: 128
+  QM9-sized random molecules (9-27 atoms, 18 on average: a spanning tree plus ring closures),
+  hidden 64, 10 layers, 4 heads, GINE + full attention summed, batch norm, MLP x2 (ReLU): our GPS
+  backbone (``LocalGlobalBlock`` x10, padded ``Tokens``) against a stack of torch_geometric
+  ``GPSConv(GINEConv)`` layers of the same configuration (packed PyG tensors), each on its own
+  collated form of the same batch; ``graphs/s`` = batch / fwd+bwd time in the note, and the ratio.
+  (2) Memory: the same GPS backbone with the global mixer swapped (full attention, linear
+  attention, the bidirectional scan along a BFS node order), trained one step on one
+  10,000-node graph (a ladder, as the long-range task's graphs) and on a batch of 1,000 molecules:
+  ``peak_mb`` and, in the note, the largest tensor any op made during the step against ``N^2``
+  (a ``TorchDispatchMode`` over every op of the forward and backward).
 
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
 ``pandas.read_csv(path, comment="#")``):
@@ -591,13 +604,14 @@ def peer_maxvit(args, w: Writer):
                     input_size=f"{H}x{W}x{C}", batch=B, macs=None), args)
 
 
-def molecule_batch(n_graphs: int, dim: int, seed: int = 0):
-    """Molecule-sized random graphs (ZINC-like: 9-38 atoms, a spanning tree plus a few ring
-    closures, both directions), as PyG tensors and as padded glocal Tokens."""
+def molecule_batch(n_graphs: int, dim: int, seed: int = 0, sizes: list[int] | None = None):
+    """Molecule-sized random graphs (ZINC-like: 9-38 atoms unless ``sizes`` are given; a spanning
+    tree plus a few ring closures, both directions), as PyG tensors and as padded glocal Tokens."""
     from glocal.core import Tokens
 
     g = torch.Generator().manual_seed(seed)
-    sizes = torch.randint(9, 39, (n_graphs,), generator=g).tolist()
+    if sizes is None:
+        sizes = torch.randint(9, 39, (n_graphs,), generator=g).tolist()
     L = max(sizes)
     edges, flat_edges, offset = [], [], 0
     for b, n in enumerate(sizes):
@@ -908,12 +922,149 @@ def suite_collate(args, w: Writer):
                                                                 else ""))
 
 
+# --- suite: graph ---------------------------------------------------------------------------------
+
+def molecule_sizes(n_graphs: int, lo: int = 9, hi: int = 27, seed: int = 0) -> list[int]:
+    """Atoms per molecule, uniform in ``lo..hi`` (QM9 with hydrogens: 18 on average)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(lo, hi + 1, (n_graphs,), generator=g).tolist()
+
+
+def _bfs_rows(edge_index: Tensor, sizes: list[int], L: int) -> Tensor:
+    """A breadth-first node order per graph of a padded batch, padding appended: ``[B, L]``."""
+    from glocal.modalities.graph.longrange import bfs_order
+
+    ei = edge_index.numpy()
+    rows = []
+    for b, n in enumerate(sizes):
+        local = ei[:, (ei[0] >= b * L) & (ei[0] < b * L + n)] - b * L
+        rows.append(torch.cat([torch.from_numpy(bfs_order(local, n)), torch.arange(n, L)]))
+    return torch.stack(rows)
+
+
+class LargestTensor:
+    """While active, the largest tensor (elements) any ATen op outputs, forward and backward."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+
+        outer = self
+        self.numel, self.op = 0, ""
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for t in tree_leaves(out):
+                    if isinstance(t, Tensor) and t.numel() > outer.numel:
+                        outer.numel, outer.op = t.numel(), str(func)
+                return out
+
+        self.mode = Mode()
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
+def largest_tensor(s: Subject) -> tuple[int, str]:
+    """The largest tensor of one fwd+bwd step of ``s`` and the op that made it."""
+    _prepare_bwd(s)
+    with LargestTensor() as seen:
+        _step_fwdbwd(s)
+    for p in s.module.parameters():
+        p.grad = None
+    return seen.numel, seen.op
+
+
+def gps_backbone(dim: int, depth: int, heads: int, global_: dict | None = None, act: str = "ReLU") -> nn.Module:
+    """The GraphGPS layer stack as glocal builds it (configs/graph/gps_zinc.py's blocks): GINE and a
+    global mixer summed in one pre-norm residual step, batch norm, an MLP x2."""
+    from glocal.core import LocalGlobalBlock
+    from glocal.core.block import BlockSequence
+
+    return BlockSequence([LocalGlobalBlock(dim, local=dict(type="GINE"),
+                                           global_=global_ or dict(type="FullAttention", heads=heads),
+                                           composition="parallel", norm="BatchNorm",
+                                           ffn=dict(type="Mlp", ratio=2.0, act=act)) for _ in range(depth)])
+
+
+def suite_graph(args, w: Writer):
+    from torch_geometric.nn import GINEConv, GPSConv
+
+    from glocal.core import Tokens
+    from glocal.modalities.graph.longrange import bfs_order, ladder_graph
+
+    dim, heads = 64, 4
+    depth = 2 if args.quick else 10
+    n_graphs = args.batch or (8 if args.quick else 128)
+    cfg = f"{depth} layers, hidden {dim}, GINE + attention ({heads} heads), BatchNorm, MLP x2 (ReLU)"
+
+    # (1) throughput against torch_geometric's GPSConv, same graphs, same widths
+    print("[graph] GPS vs PyG GPSConv", flush=True)
+    sizes = molecule_sizes(n_graphs)
+    tokens, (x, ei, batch_vec, ea), sizes = molecule_batch(n_graphs, dim, sizes=sizes)
+    torch.manual_seed(0)
+    ours = gps_backbone(dim, depth, heads)
+
+    def gine():
+        return GINEConv(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)))
+
+    peer = _PygStack([GPSConv(dim, gine(), heads=heads, dropout=0.0, attn_type="multihead", norm="batch_norm")
+                      for _ in range(depth)])
+    size = f"{n_graphs} molecules, {sum(sizes)} nodes, {ei.shape[1]} edges, x{dim}"
+    s_ours = Subject(f"glocal GPS (GINE || FullAttention) x{depth}", ours, (tokens,), config=cfg, input_size=size,
+                     batch=n_graphs)
+    s_peer = Subject(f"PyG GPSConv(GINEConv) x{depth}", peer, (x, ei, batch_vec, ea), config=cfg, input_size=size,
+                     batch=n_graphs, macs=None, grads=(x,))
+    s_ours.peer, s_peer.peer = s_peer.component, s_ours.component
+    ro, rp = measure([s_ours, s_peer], args.repeats, args.warmup)
+    ratio = rp.fwdbwd_ms / ro.fwdbwd_ms
+    w.add(s_ours, ro, ratio_to_peer=ratio,
+          note=f"{1e3 * n_graphs / ro.fwdbwd_ms:.0f} graphs/s fwd+bwd ({1e3 * n_graphs / rp.fwdbwd_ms:.0f} for the "
+               f"peer): {ratio:.2f}x")
+    w.add(s_peer, rp, note=f"peer; {1e3 * n_graphs / rp.fwdbwd_ms:.0f} graphs/s fwd+bwd")
+
+    # (2) memory of the global mixers: one large graph, and a batch of many molecules
+    mixers = [("full attention", dict(type="FullAttention", heads=heads)),
+              ("linear attention", dict(type="LinearAttention", heads=heads)),
+              ("scan (BFS order, bidirectional)", dict(type="Mamba", direction="order_bidirectional"))]
+    n_big = 1000 if args.quick else 10_000
+    ei_big = ladder_graph(n_big, 0.5, np.random.default_rng(0))
+    big = Tokens(torch.randn(1, n_big, dim, generator=torch.Generator().manual_seed(1)),
+                 mask=torch.ones(1, n_big, dtype=torch.bool), edge_index=torch.from_numpy(ei_big),
+                 order=torch.from_numpy(bfs_order(ei_big, n_big))[None])
+    n_mols = 50 if args.quick else 1000
+    mol_tokens, _, mol_sizes = molecule_batch(n_mols, dim, sizes=molecule_sizes(n_mols, seed=1), seed=1)
+    mols = mol_tokens.replace(order=_bfs_rows(mol_tokens.edge_index, mol_sizes, mol_tokens.x.shape[1]))
+    cases = [(f"one graph of {n_big:,} nodes (ladder), {ei_big.shape[1]} edges, x{dim}", big, n_big, 1),
+             (f"{n_mols} molecules, {sum(mol_sizes)} nodes, x{dim}", mols, max(mol_sizes), n_mols)]
+    for size, tok, n, batch in cases:
+        print(f"[graph] global mixers on {size}", flush=True)
+        for label, mixer in mixers:
+            torch.manual_seed(0)
+            model = gps_backbone(dim, depth, heads, global_=mixer)
+            t = tok.replace(x=tok.x.clone())
+            s = Subject(f"glocal GPS (GINE || {label}) x{depth}", model, (t,), config=cfg.replace(
+                f"attention ({heads} heads)", label), input_size=size, batch=batch)
+            try:
+                r, = measure([s], args.repeats, args.warmup, budget_s=30.0)
+                numel, op = largest_tensor(s)
+            except Exception as e:  # out of memory: record it and go on
+                w.add(s, note=f"failed: {_note(e)}")
+                continue
+            w.add(s, r, note=f"largest tensor {numel:,} elements ({op}); N^2 = {n * n:,} per graph and head")
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate"])
+    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate", "graph"])
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--plot", help="PNG to write (scaling: cost vs L; mixers: fwd+bwd bars; peers: ratios)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -968,6 +1119,8 @@ def main(argv=None) -> int:
             sweep = suite_scaling(args, w)
         elif args.suite == "collate":
             suite_collate(args, w)
+        elif args.suite == "graph":
+            suite_graph(args, w)
         else:
             suite_peers(args, w)
     finally:
@@ -979,6 +1132,9 @@ def main(argv=None) -> int:
             plot_bars(w.rows[1:], args.plot, "fwdbwd_ms", f"mixers, fwd+bwd ms ({args.threads} threads)")
         elif args.suite == "collate":
             plot_bars(w.rows[1:], args.plot, "padding_share", "share of padded slots per epoch")
+        elif args.suite == "graph":
+            plot_bars([r for r in w.rows if "largest tensor" in str(r.get("note"))], args.plot, "peak_mb",
+                      f"GPS global mixers: peak tensor memory of one training step, MiB ({args.threads} threads)")
         else:
             plot_bars([r for r in w.rows if r.get("ratio_to_peer") not in ("", None)], args.plot, "ratio_to_peer",
                       f"peer time / our time ({args.threads} threads)")
