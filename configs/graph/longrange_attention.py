@@ -11,7 +11,7 @@ _base_ = ['../_base_/default_runtime.py']
 
 depth = 6  # message-passing layers of the model = the task's depth
 colors = 4
-epochs = 40
+epochs = 12
 
 model = dict(
     type='TaskModel',
@@ -49,6 +49,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=epochs, eta_min=1e-5, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=10)
+train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=4)
 val_cfg = dict()
 test_cfg = dict()

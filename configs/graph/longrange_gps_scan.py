@@ -7,13 +7,13 @@
 # (order='bfs'); PadCollate pads it to order [B, L] and the adapter passes it on as Tokens.order.
 # expand=1 and d_state=8 keep the scan's layer near the attention's size.
 # CPU budget: not part of the 15-minute comparison. On these small graphs the scan's step is several
-# times slower than attention's (the smoke benchmark: ~5x per layer), so 40 epochs take an estimated
-# 15-30 minutes on 2 CPU threads; lower max_epochs (--cfg-options) for a shorter run.
+# times slower than attention's (the smoke benchmark: ~5x per layer), so a run takes several times as
+# long as longrange_gps.py's; lower max_epochs (--cfg-options) for a shorter run.
 _base_ = ['../_base_/default_runtime.py']
 
 depth = 6  # message-passing layers of the model = the task's depth
 colors = 4
-epochs = 40
+epochs = 12
 
 model = dict(
     type='TaskModel',
@@ -53,6 +53,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=epochs, eta_min=1e-5, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=10)
+train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=4)
 val_cfg = dict()
 test_cfg = dict()

@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,21 +22,25 @@ from glocal.tasks.checkpoint import PART, latest_checkpoint, parameter_digest, r
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "tasks" / "configs" / "tiny_fashion_mnist.py"
 DRIVER = Path(__file__).parent / "killable_train.py"
-ITERS = 8
-OPTIONS = ["train_cfg.by_epoch=False", f"train_cfg.max_iters={ITERS}", "train_cfg.val_interval=1000",
-           "default_hooks.checkpoint.by_epoch=False", "default_hooks.checkpoint.interval=1",
-           "default_hooks.checkpoint.max_keep_ckpts=1", "param_scheduler.1.by_epoch=False"]
+ITERS = 8  # the injected-kill tests; the random-kill test runs longer processes (SLOW_ITERS)
+SLOW_ITERS = 48
 
 
-def _start(work_dir: Path, resume: bool, kill_at: str = "") -> subprocess.Popen:
+def _options(iters: int) -> list[str]:
+    return ["train_cfg.by_epoch=False", f"train_cfg.max_iters={iters}", "train_cfg.val_interval=1000",
+            "default_hooks.checkpoint.by_epoch=False", "default_hooks.checkpoint.interval=1",
+            "default_hooks.checkpoint.max_keep_ckpts=1", "param_scheduler.1.by_epoch=False"]
+
+
+def _start(work_dir: Path, resume: bool, kill_at: str = "", iters: int = ITERS) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOCAL_KILL_AT": kill_at}
-    cmd = [sys.executable, str(DRIVER), str(CONFIG), "--work-dir", str(work_dir), "--cfg-options", *OPTIONS]
+    cmd = [sys.executable, str(DRIVER), str(CONFIG), "--work-dir", str(work_dir), "--cfg-options", *_options(iters)]
     return subprocess.Popen(cmd + (["--resume"] if resume else []), env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _final_digest(work_dir: Path) -> str:
-    return parameter_digest(read_state_dict(work_dir / f"iter_{ITERS}.pth"))
+def _final_digest(work_dir: Path, iters: int = ITERS) -> str:
+    return parameter_digest(read_state_dict(work_dir / f"iter_{iters}.pth"))
 
 
 def _check_after_kill(work_dir: Path) -> None:
@@ -46,13 +51,13 @@ def _check_after_kill(work_dir: Path) -> None:
         read_state_dict(path)  # complete: reads, checksum matches
 
 
-def _crash_until_done(work_dir: Path, kills: list) -> dict:
+def _crash_until_done(work_dir: Path, kills: list, iters: int = ITERS) -> dict:
     """Run, kill, resume, ... until a run finishes. ``kills``: 'PHASE:N' strings (injected) or
     floats (seconds after the start of that process, from outside)."""
     stats = {"killed": 0, "mid_save": 0, "runs": 0, "outputs": []}
     for attempt in range(len(kills) + 20):
         kill = kills[attempt] if attempt < len(kills) else None
-        proc = _start(work_dir, resume=attempt > 0, kill_at=kill if isinstance(kill, str) else "")
+        proc = _start(work_dir, resume=attempt > 0, kill_at=kill if isinstance(kill, str) else "", iters=iters)
         if isinstance(kill, float):
             try:
                 proc.wait(timeout=kill)
@@ -98,10 +103,23 @@ def test_killed_before_the_first_checkpoint_starts_fresh_and_says_so(tmp_path, s
 
 
 @pytest.mark.slow
-def test_killed_at_random_moments_resumes_bit_identical(tmp_path, straight):
+def test_killed_at_random_moments_resumes_bit_identical(tmp_path):
+    straight_dir = tmp_path / "straight"
+    t0, first = time.monotonic(), None
+    proc = _start(straight_dir, resume=False, iters=SLOW_ITERS)
+    while proc.poll() is None:  # when does the first checkpoint appear, and how long is an iteration?
+        if first is None and (straight_dir / "iter_1.pth").exists():
+            first = time.monotonic() - t0
+        time.sleep(0.02)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0 and first is not None, out[-3000:]
+    per_iter = (time.monotonic() - t0 - first) / (SLOW_ITERS - 1)
+    # each process dies at a random moment between its start and about 8 iterations past its start-up,
+    # so most runs make a little progress (and some none) before the next kill
     rng = random.Random(0)
-    kills = [rng.uniform(3.0, 12.0) for _ in range(int(os.environ.get("GLOCAL_KILLS", "30")))]
-    stats = _crash_until_done(tmp_path, kills)
-    assert _final_digest(tmp_path) == straight
+    kills = [rng.uniform(0.5, first + 8 * per_iter) for _ in range(int(os.environ.get("GLOCAL_KILLS", "30")))]
+    stats = _crash_until_done(tmp_path / "killed", kills, iters=SLOW_ITERS)
+    assert _final_digest(tmp_path / "killed", SLOW_ITERS) == _final_digest(straight_dir, SLOW_ITERS)
     print(f"\nkill/resume: {stats['killed']} random SIGKILLs ({stats['mid_save']} left a partial save), "
-          f"{stats['runs']} processes; final weights identical")
+          f"{stats['runs']} processes (start-up {first:.1f} s, {per_iter:.2f} s an iteration); final weights "
+          f"identical")
