@@ -55,7 +55,7 @@ from glocal.core.errors import GlocalError
 __all__ = ["CheckpointError", "SafeCheckpointHook", "encode_state", "decode_state", "get_rng_state",
            "set_rng_state", "load_weights", "save_safetensors", "read_state_dict", "parameter_digest",
            "SCHEDULER_PROGRESS_KEYS", "read_checkpoint", "commit_checkpoint", "verify_checkpoint",
-           "latest_checkpoint", "check_fits", "write_atomic", "AtomicCheckpointHook",
+           "latest_checkpoint", "check_fits", "strip_module_prefix", "write_atomic", "AtomicCheckpointHook",
            "assert_finite_weights"]
 
 TAG = "__glocal__"
@@ -422,6 +422,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else ckpt
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{path} holds no state dict of tensors (found {type(state).__name__})")
+    return strip_module_prefix(state)
+
+
+def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict without DDP's ``module.`` prefix on its keys."""
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 

