@@ -2,11 +2,14 @@
 """Train a model from a config.
 
     python tools/train.py CONFIG [--work-dir D] [--resume [PATH]] [--amp] [--seed N]
-                          [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch}]
+                          [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch}] [--procs N]
 
 Distributed (CPU: gloo; CUDA: nccl):
 
     python -m torch.distributed.run --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
+
+On a CPU-only machine, ``--procs N`` (or ``cpu_procs = N`` in the config) starts those N processes
+itself, each with cores / N threads; the config's batch size is per process.
 
 Checkpoints, the resolved config, text logs and TensorBoard events go to the work dir
 (default ``work_dirs/<config stem>``).
@@ -14,6 +17,7 @@ Checkpoints, the resolved config, text logs and TensorBoard events go to the wor
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mmengine.config import DictAction
 
@@ -31,17 +35,30 @@ def parse_args(argv=None):
                         help="override config keys, e.g. train_cfg.max_epochs=3 model.head.drop=0.1; "
                              "a key must exist in the config (or be an argument of the component there)")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    parser.add_argument("--procs", type=int, metavar="N",
+                        help="data-parallel processes on a CPU-only machine (default: the config's cpu_procs, "
+                             "else 1); the config's batch size is per process")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    import torch
     from mmengine.logging import print_log
 
-    from glocal.tasks.engine import build_runner, prepare_config
+    from glocal.core.errors import ConfigError
+    from glocal.tasks.engine import build_runner, launch_cpu_procs, prepare_config
 
     cfg = prepare_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    procs = args.procs if args.procs is not None else cfg.get("cpu_procs", 1)
+    if not isinstance(procs, int) or isinstance(procs, bool) or procs < 1:
+        raise ConfigError(f"cpu_procs / --procs: expected an integer >= 1; got {procs!r}")
+    if procs > 1 and args.launcher == "none" and not torch.cuda.is_available():
+        print(f"tools/train.py: {procs} data-parallel CPU processes (cpu_procs={procs}; --procs 1 for one)",
+              flush=True)
+        return launch_cpu_procs(__file__, argv, procs)
     if args.amp:
         if cfg.optim_wrapper.get("type") == "AmpOptimWrapper":
             print_log("AMP is already enabled in the config", logger="current")

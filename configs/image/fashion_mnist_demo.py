@@ -4,19 +4,24 @@
 #   .venv/bin/python tools/train.py configs/image/fashion_mnist_demo.py
 #
 # Model (UniFormer-like): a conv stem to a 14x14 grid, one local block (BatchNorm, depthwise conv +
-# FFN), then at 7x7 blocks with a local depthwise conv AND a global full attention. 239K parameters.
-# Evaluation averages the class probabilities of each test image and its horizontal flip
-# (tta_flip_dims). Measured solo on the 2-core CPU: 92.39% top-1 (91.89% without the flip) in
-# 12.3 minutes wall, 9 epochs; more runs in the README.
+# FFN), then at 7x7 blocks with a local depthwise conv AND a global full attention; ReLU throughout
+# (18% faster per step on this CPU than GELU, at no loss here). 239K parameters. Evaluation
+# averages the class probabilities of each test image and its horizontal flip (tta_flip_dims).
+# Measured on the 2-core CPU (two processes of one thread, cpu_procs below): 92.70% top-1 in
+# 11.8 minutes wall, 8 epochs; more runs in the README.
 _base_ = ['../_base_/default_runtime.py']
 
 num_classes = 10
-epochs = 9
+epochs = 8
+# two data-parallel processes of one thread each on a CPU-only machine (tools/train.py starts them;
+# --procs 1 for one process): ~1.3x faster than one process with two threads on this small model.
+# The batch size below is per process: 2 x 32 = 64 images per step.
+cpu_procs = 2
 
 model = dict(
     type='Classifier',
     data_preprocessor=dict(type='ImageDataPreprocessor', mean=(0.286,), std=(0.353,)),
-    adapter=dict(type='ConvStem', in_chans=1, dims=(32, 48), strides=(1, 2)),  # 28x28 -> 14x14 grid, 48 ch
+    adapter=dict(type='ConvStem', in_chans=1, dims=(32, 48), strides=(1, 2), act='ReLU'),  # 28x28 -> 14x14 grid, 48 ch
     backbone=dict(
         type='Backbone',
         downsample=dict(type='ConvDownsample', norm='LayerNorm'),  # 2x2 stride-2 conv: 14x14 -> 7x7
@@ -25,11 +30,11 @@ model = dict(
             dict(dim=48, depth=1, blocks=dict(
                 norm='BatchNorm',
                 local=dict(type='DepthwiseConv', kernel=5),
-                ffn=dict(type='Mlp', ratio=3))),
+                ffn=dict(type='Mlp', ratio=3, act='ReLU'))),
             dict(dim=96, depth=2, blocks=dict(
                 local=dict(type='DepthwiseConv', kernel=3),
                 global_=dict(type='FullAttention', heads=3),
-                ffn=dict(type='Mlp', ratio=3))),
+                ffn=dict(type='Mlp', ratio=3, act='ReLU'))),
         ]),
     head=dict(type='ClsHead', num_classes=num_classes),
     loss=dict(type='CrossEntropyLoss', label_smoothing=0.1),
@@ -37,7 +42,7 @@ model = dict(
 )
 
 train_dataloader = dict(
-    batch_size=64,
+    batch_size=32,
     num_workers=0,
     sampler=dict(type='SeededSampler', shuffle=True),
     dataset=dict(type='FashionMNIST', split='train', transforms=[

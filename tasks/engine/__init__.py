@@ -26,7 +26,7 @@ TensorBoard under ``work_dir/<timestamp>/``.
 from __future__ import annotations
 
 from ..checkpoint import CheckpointError, load_weights, save_safetensors
-from .cli import prepare_config, run_tool
+from .cli import free_port, launch_cpu_procs, prepare_config, run_tool
 from .config import apply_cfg_options, load_config, resolve_config, validate_config
 from .data import BucketBatchSampler, SeededSampler, build_dataloader, padding_share, sample_seeds
 from .loops import (AmpOptimWrapper, DivergenceError, EpochBasedTrainLoop, IterBasedTrainLoop, OptimWrapper,
@@ -34,7 +34,7 @@ from .loops import (AmpOptimWrapper, DivergenceError, EpochBasedTrainLoop, IterB
 from .runner import GlocalRunner, ReliabilityHook, build_model, build_runner
 
 __all__ = ["build_runner", "load_config", "validate_config", "apply_cfg_options", "resolve_config",
-           "prepare_config", "run_tool", "SeededSampler", "BucketBatchSampler", "padding_share",
+           "prepare_config", "run_tool", "launch_cpu_procs", "free_port", "SeededSampler", "BucketBatchSampler", "padding_share",
            "sample_seeds", "EpochBasedTrainLoop", "IterBasedTrainLoop", "AmpOptimWrapper",
            "ParameterDigestHook", "build_model", "build_dataloader", "load_weights", "save_safetensors",
            "CheckpointError", "OptimWrapper", "DivergenceError", "GlocalRunner", "ReliabilityHook"]

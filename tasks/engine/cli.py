@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +21,7 @@ from glocal.core.errors import GlocalError
 
 from .config import apply_cfg_options, load_config
 
-__all__ = ["prepare_config", "run_tool"]
+__all__ = ["prepare_config", "run_tool", "launch_cpu_procs", "free_port"]
 
 
 def prepare_config(config, cfg_options: Mapping | None = None, work_dir: str | None = None,
@@ -71,3 +75,49 @@ def run_tool(main) -> None:
         sys.stderr.flush()
         os._exit(code or 0)
     sys.exit(code or 0)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_cpu_procs(script: str | os.PathLike, argv: list[str], procs: int, poll_s: float = 0.2) -> int:
+    """Run ``script argv --launcher pytorch`` as ``procs`` data-parallel processes on this CPU (gloo),
+    each with ``cores // procs`` threads, and return the first failing exit code (0 when all pass).
+
+    On a few cores one thread per process beats intra-op threads on small layers (measured on the
+    2-core machine with the Fashion-MNIST demo: 2 x 1 thread trains ~1.3x faster than 1 x 2 threads).
+    The environment is torchrun's (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR/PORT``),
+    so mmengine's ``init_dist('pytorch')`` takes it; when one process fails, the others are stopped
+    instead of waiting in a collective for the timeout."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = str(max(1, cores // procs))
+    port = str(free_port())
+    children = []
+    for rank in range(procs):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(procs),
+               "LOCAL_WORLD_SIZE": str(procs), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+               "OMP_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""}
+        children.append(subprocess.Popen([sys.executable, str(script), *argv, "--launcher", "pytorch"], env=env))
+    try:
+        while True:
+            codes = [c.poll() for c in children]
+            failed = [code for code in codes if code not in (None, 0)]
+            if failed or all(code == 0 for code in codes):
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        failed = [130]
+    for c in children:
+        if c.poll() is None:
+            c.send_signal(signal.SIGTERM if failed else signal.SIGINT)
+    for c in children:
+        try:
+            c.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            c.kill()
+            c.wait()
+    return failed[0] if failed else 0

@@ -163,7 +163,7 @@ def _check_sampler(sampler: Mapping, path: str) -> None:
 
 
 # What the engine reads at the top level of a config besides the Runner's own arguments.
-ENGINE_KEYS = ("data_preprocessor", "launcher", "work_dir", "resume", "load_from", "randomness", "env_cfg",
+ENGINE_KEYS = ("data_preprocessor", "launcher", "cpu_procs", "work_dir", "resume", "load_from", "randomness", "env_cfg",
                "log_level", "default_scope", "experiment_name", "_base_")
 # (section, kind): the top-level sections that must be dicts (or lists of dicts)
 SECTIONS = {"model": Mapping, "train_dataloader": Mapping, "val_dataloader": Mapping, "test_dataloader": Mapping,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +11,10 @@ import pytest
 import torch
 
 from glocal.tasks.checkpoint import parameter_digest
-from glocal.tasks.engine import build_model, load_config
+from glocal.tasks.engine import build_model, free_port, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).parent / "configs" / "tiny_fashion_mnist.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -29,7 +22,7 @@ def _free_port() -> int:
 def test_two_process_cpu_training(tmp_path):
     # 64 images, batch 16 per rank, 2 ranks: 2 iterations per epoch, 2 epochs, validation after each
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(ROOT / "tools" / "train.py"), str(CONFIG),
+           f"--master_port={free_port()}", str(ROOT / "tools" / "train.py"), str(CONFIG),
            "--launcher", "pytorch", "--work-dir", str(tmp_path),
            "--cfg-options", "train_dataloader.dataset.limit=64", "experiment_name=dist"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
@@ -55,3 +48,26 @@ def test_two_process_cpu_training(tmp_path):
     assert parameter_digest(saved) == digests[0]
     dumped = load_config(tmp_path / "tiny_fashion_mnist.py")
     assert dumped.env_cfg.dist_cfg.backend == "gloo" and dumped.model_wrapper_cfg.device_ids is None
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="needs torch.distributed with gloo")
+def test_procs_flag_starts_the_processes_itself(tmp_path):
+    """``tools/train.py CONFIG --procs 2`` (or ``cpu_procs = 2``) without torchrun: same DDP run."""
+    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(CONFIG), "--procs", "2", "--work-dir", str(tmp_path),
+           "--cfg-options", "train_dataloader.dataset.limit=64", "train_cfg.max_epochs=1"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "2 data-parallel CPU processes" in output and "Distributed training: True" in output
+    match = re.search(r"parameter digest \(sha256\) per rank: ([0-9a-f ]+) \((\w+) across (\d) rank", output)
+    assert match and match.group(3) == "2", output[-3000:]
+    digests = match.group(1).split()
+    assert digests[0] == digests[1]
+    assert (tmp_path / "epoch_1.pth").is_file()
+
+    # a failing configuration fails every process and the launcher returns its error code quickly
+    bad = cmd[:-2] + ["train_dataloader.dataset.limit=64", "optim_wrapper.optimizer.lr=-1"]
+    proc = subprocess.run(bad, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert proc.returncode != 0, (proc.stdout + proc.stderr)[-3000:]
