@@ -8,7 +8,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-__all__ = ["Accuracy", "IoUMetric", "confusion_matrix"]
+__all__ = ["Accuracy", "ROCAUC", "IoUMetric", "confusion_matrix", "roc_auc", "roc_auc_reference"]
 
 
 class Accuracy(BaseMetric):
@@ -31,6 +31,63 @@ class Accuracy(BaseMetric):
     def compute_metrics(self, results: list) -> dict:
         n = max(len(results), 1)
         return {f"top{k}": 100.0 * sum(r[k] for r in results) / n for k in self.topk}
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores [N]`` for the boolean ``positive [N]``: the probability
+    that a random positive scores above a random negative (ties count one half), from the ranks
+    (Mann-Whitney U, average ranks for ties), O(N log N). NaN when a class is absent."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # average rank (1-based) over each run of equal scores
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = (a + b + 1) / 2.0
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_auc_reference(scores, positive) -> float:
+    """The definition, over every (positive, negative) pair: O(N^2), for tests."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    pos, neg = scores[positive], scores[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+class ROCAUC(BaseMetric):
+    """ROC-AUC in percent from the class scores of :class:`ClassifyPost`: for two classes the AUC of
+    class 1's score; for more, ``AUC`` is the macro mean of the one-vs-rest AUCs (classes absent
+    from the truth are left out) and ``AUC/<class>`` each one."""
+
+    default_prefix = ""
+
+    def __init__(self, class_names: Sequence[str] | None = None, collect_device: str = "cpu",
+                 prefix: str | None = None):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.class_names = list(class_names) if class_names else None
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for s in data_samples:
+            self.results.append((torch.as_tensor(s["pred_scores"]).float().cpu().numpy(), int(s["gt_label"])))
+
+    def compute_metrics(self, results: list) -> dict:
+        scores = np.stack([r[0] for r in results])  # [N, K]
+        labels = np.array([r[1] for r in results])
+        K = scores.shape[1]
+        if K == 2:
+            return dict(AUC=100.0 * roc_auc(scores[:, 1], labels == 1))
+        names = self.class_names or [str(k) for k in range(K)]
+        out = {f"AUC/{names[k]}": 100.0 * roc_auc(scores[:, k], labels == k) for k in range(K)}
+        present = [v for v in out.values() if not np.isnan(v)]
+        return dict(AUC=float(np.mean(present)) if present else float("nan"), **out)
 
 
 def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: int = -100) -> np.ndarray:

@@ -216,15 +216,18 @@ class RegressionMetric(BaseMetric):
 
     ``MAE`` and ``RMSE`` over every labelled value (NaN ground truth is skipped); with more than
     one target also ``MAE/<name>`` and ``RMSE/<name>`` per target, ``name`` from ``names`` or the
-    target's index.
+    target's index. Targets in different units have no common MAE: given ``target_std`` (one per
+    target), the overall numbers are ``stdMAE`` and ``stdRMSE`` instead, the mean over targets of
+    each target's error divided by its std (unitless; the "std. MAE" of QM9 papers).
     """
 
     default_prefix = ""
 
-    def __init__(self, names: Sequence[str] | None = None, collect_device: str = "cpu",
-                 prefix: str | None = None):
+    def __init__(self, names: Sequence[str] | None = None, target_std: Sequence[float] | None = None,
+                 collect_device: str = "cpu", prefix: str | None = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.names = list(names) if names is not None else None
+        self.target_std = None if target_std is None else [float(v) for v in target_std]
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
@@ -247,8 +250,15 @@ class RegressionMetric(BaseMetric):
                 return math.nan, math.nan
             return float(e.abs().mean()), float(e.pow(2).mean().sqrt())
 
-        out = dict(zip(("MAE", "RMSE"), summary(err[labelled])))
         T = err.shape[1]
+        if self.target_std is not None and len(self.target_std) != T:
+            raise ConfigError(f"RegressionMetric has {len(self.target_std)} target_std values for {T} targets")
+        if self.target_std is None or T == 1:
+            out = dict(zip(("MAE", "RMSE"), summary(err[labelled])))
+        else:
+            per = [summary(err[:, i][labelled[:, i]]) for i in range(T)]
+            out = dict(stdMAE=sum(m / s for (m, _), s in zip(per, self.target_std)) / T,
+                       stdRMSE=sum(r / s for (_, r), s in zip(per, self.target_std)) / T)
         if T > 1:
             names = self.names or [str(i) for i in range(T)]
             if len(names) != T:

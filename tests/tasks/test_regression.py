@@ -174,3 +174,16 @@ def test_regression_learns_synthetic_target(one_thread):
     mae = metric.compute_metrics(metric.results)["MAE"]
     baseline = (yt - mean).abs().mean().item()  # predict the training mean
     assert mae < 0.15 * baseline, f"MAE {mae:.2f} vs predict-the-mean {baseline:.2f}"
+
+
+def test_metric_standardised_overall_for_targets_in_different_units():
+    metric = RegressionMetric(names=["a [D]", "b [meV]"], target_std=[2.0, 100.0])
+    pred, gt = torch.tensor([[1.0, 100.0], [3.0, 300.0]]), torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    metric.process(None, [dict(pred=p, gt=g) for p, g in zip(pred, gt)])
+    out = metric.compute_metrics(metric.results)
+    assert "MAE" not in out  # no mean over mixed units
+    assert out["MAE/a [D]"] == pytest.approx(2.0) and out["MAE/b [meV]"] == pytest.approx(200.0)
+    assert out["stdMAE"] == pytest.approx((2.0 / 2.0 + 200.0 / 100.0) / 2)
+    assert out["stdRMSE"] == pytest.approx((5.0 ** 0.5 / 2.0 + 50000.0 ** 0.5 / 100.0) / 2)
+    with pytest.raises(ConfigError, match="target_std"):
+        RegressionMetric(target_std=[1.0]).compute_metrics(metric.results)
