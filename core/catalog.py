@@ -14,6 +14,7 @@ from .hilo import HiLoAttention
 from .linear_attention import LinearAttention
 from .mbconv import MBConv, MBConvDownsample
 from .models import conformer, mamba_vision, maxvit, nat, swin
+from .models import mamba_asr, mossformer, squeezeformer
 from .mpnn import GINE, GatedGCN
 from .neighborhood import NeighborhoodAttention
 from .registry import BACKBONES, BLOCKS, DOWNSAMPLERS, MIXERS, NORMS
@@ -29,7 +30,9 @@ MIXERS.add_all(
     GINE, GatedGCN,  # message passing (torch_geometric)
 )
 BLOCKS.add_all(LocalGlobalBlock, MBConv, conformer.ConformerBlock)
+BLOCKS.add_all(squeezeformer.SqueezeformerBlock, squeezeformer.TemporalUNet)
 DOWNSAMPLERS.add_all(PatchMerging, ConvDownsample, MBConvDownsample)
+DOWNSAMPLERS.add(squeezeformer.TimeReduction)
 
 BACKBONES.add_all(Backbone, IsotropicBackbone)
 BACKBONES.add_all(swin.SwinTransformer, swin.swin_t, swin.swin_s, swin.swin_b)
@@ -39,3 +42,7 @@ BACKBONES.add_all(nat.NAT, nat.nat_mini, nat.nat_tiny, nat.nat_small, nat.nat_ba
 BACKBONES.add_all(mamba_vision.VisionMamba, mamba_vision.VMamba, mamba_vision.vim_ti, mamba_vision.vim_s,
                   mamba_vision.vmamba_t, mamba_vision.vmamba_s)
 BACKBONES.add_all(conformer.Conformer, conformer.conformer_s, conformer.conformer_m, conformer.conformer_l)
+BACKBONES.add_all(squeezeformer.Squeezeformer, squeezeformer.squeezeformer_xs, squeezeformer.squeezeformer_s,
+                  squeezeformer.squeezeformer_sm, squeezeformer.squeezeformer_m)
+BACKBONES.add_all(mamba_asr.MambaASR, mamba_asr.mamba_asr_s, mamba_asr.mamba_asr_m)
+BACKBONES.add_all(mossformer.MossFormer, mossformer.mossformer_s, mossformer.mossformer_m)

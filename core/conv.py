@@ -57,25 +57,37 @@ class ConvModule(nn.Module):
     valid tokens only), SiLU, and a pointwise projection back to ``C``. The LayerNorm in front is
     the residual step's. Rank-generic (1 for speech); torchaudio's layout has biases everywhere.
 
+    ``glu=False`` is Squeezeformer's version (Kim et al., NeurIPS 2022, "unified activations"): the
+    GLU becomes ``act`` (Swish) on all ``2C`` channels, so the depthwise conv and the norm run on
+    ``2C`` channels and the last projection maps ``2C -> C``.
+
     Args:
         kernel: depthwise kernel (odd; 31 in torchaudio's Conformer, 32 in the paper).
         rank: grid rank when ``kernel`` is an int.
         norm: norm after the depthwise conv (config/name).
-        act: activation after the norm (a ``torch.nn`` name).
+        act: activation after the norm (a ``torch.nn`` name), and after the first projection
+            when ``glu=False``.
+        glu: gate the first projection with a GLU (Conformer) or not (Squeezeformer).
     """
 
     def __init__(self, dim: int, kernel=31, rank: int = 1, norm="BatchNorm", act: str = "SiLU",
-                 bias: bool = True, drop: float = 0.0):
+                 bias: bool = True, drop: float = 0.0, glu: bool = True):
         super().__init__()
+        self.glu = glu
+        inner = dim if glu else 2 * dim  # channels of the depthwise conv
         self.pw1 = nn.Linear(dim, 2 * dim, bias=bias)
-        self.dw = DepthwiseConv(dim, kernel=kernel, rank=rank, bias=bias)
-        self.norm = build_norm(norm, dim)
+        self.dw = DepthwiseConv(inner, kernel=kernel, rank=rank, bias=bias)
+        self.norm = build_norm(norm, inner)
         self.act = getattr(nn, act)()
-        self.pw2 = nn.Linear(dim, dim, bias=bias)
+        self.pw2 = nn.Linear(inner, dim, bias=bias)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:  # [B, L, C]
-        a, gate = self.pw1(x).chunk(2, dim=-1)
-        x = self.dw(a * torch.sigmoid(gate), tokens)  # GLU, then the depthwise conv (zeroes padding)
+        if self.glu:
+            a, gate = self.pw1(x).chunk(2, dim=-1)
+            h = a * torch.sigmoid(gate)  # GLU: [B, L, C]
+        else:
+            h = self.act(self.pw1(x))  # [B, L, 2C]
+        x = self.dw(h, tokens)  # the depthwise conv (zeroes padding first)
         x = self.act(apply_norm(self.norm, x, tokens))
         return self.drop(self.pw2(x))

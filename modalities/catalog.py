@@ -26,3 +26,11 @@ ENCODERS.add_lazy(GRAPH, "CategoricalEncoder", "AtomEncoder", "BondEncoder", "Em
 DATASETS.add_lazy(GRAPH, "GraphList", "MoleculeDataset", "QM9", "FreeSolv", "Solubility")
 TRANSFORMS.add_lazy(GRAPH, "RWSE", "LapPE")
 DATASETS.add_lazy(GRAPH + ".longrange", "LongRangeNodes")
+
+# --- audio ----------------------------------------------------------------------------------------
+AUDIO = "glocal.modalities.audio"
+ADAPTERS.add_lazy(AUDIO, "SubsampleStem")
+DATASETS.add_lazy(AUDIO, "KeywordSpotting", "SpeechSentences", "AudioManifest", "PocketsphinxTestData")
+TRANSFORMS.add_lazy(AUDIO, "Fbank", "LogMel", "MFCC", "UtteranceNorm", "GlobalNorm", "SpecAugment", "AddNoise",
+                    "SpeedPerturb", "Reverb", "RandomGain", "Resample", "MixDown", "EncodeText")
+COLLATES.add_lazy(AUDIO, "SpeechCollate")

@@ -14,8 +14,9 @@ lock="$root/tools/requirements.lock"
 python=${GLOCAL_PYTHON:-python3}
 
 # --- 1. Debian packages the toolkit reads data or decodes media with, and the C compiler that ----
-# builds the optional compiled selective scan (core/scan_kernel.c) on first use
-debs=(dataset-fashion-mnist ffmpeg gcc libc6-dev)
+# builds the optional compiled selective scan (core/scan_kernel.c) on first use; espeak-ng and flite
+# speak the generated speech sets, pocketsphinx-testdata has real recordings with transcripts
+debs=(dataset-fashion-mnist ffmpeg gcc libc6-dev espeak-ng flite pocketsphinx-testdata)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

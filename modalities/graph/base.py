@@ -182,9 +182,16 @@ class GraphDataset(GlocalDataset):
         self.cache_dir = cache_dir
         self.pe_log: list[str] = []  # the "PE cache: ..." lines of this construction
         self._encodings: dict = {}
-        extra = tuple(f for t in self.pipeline.transforms if isinstance(t, GraphEncoding) for f in t.fields)
+        self.collate = self.collate_for(self.pipeline)
+
+    @staticmethod
+    def collate_for(pipeline) -> PadCollate:
+        """The collate of a graph dataset with this pipeline (a ``Compose``): ``PadCollate`` with the
+        node keys of its encodings and ``token_keys=('node_label',)``; also what ``tools/infer.py``
+        batches ``from_file`` samples with."""
+        extra = tuple(f for t in pipeline.transforms if isinstance(t, GraphEncoding) for f in t.fields)
         node_keys = NODE_KEYS + tuple(f for f in dict.fromkeys(extra) if f not in NODE_KEYS)
-        self.collate = PadCollate(node_keys=node_keys, token_keys=("node_label",))
+        return PadCollate(node_keys=node_keys, token_keys=("node_label",))
 
     # -- what a subclass provides --------------------------------------------------------------
     def graph(self, index: int) -> dict:

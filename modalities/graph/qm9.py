@@ -80,7 +80,7 @@ from mmengine.logging import print_log
 
 from glocal.core.errors import ConfigError, DataError, DatasetNotFoundError, GlocalError
 
-from .base import GraphDataset, GraphStore
+from .base import GraphDataset, GraphStore, _check_settings, check_graph
 from .cache import cache_root, load_cache, save_cache, settings_key
 from .features import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS, mol_to_graph, smiles_to_mol
 
@@ -408,6 +408,20 @@ class QM9(GraphDataset):
         line = f"QM9: graphs: {what}"
         print_log(line, logger="current", level=logging.INFO)
         return store, lookup[rows], table, {int(k): v for k, v in failed.items()}, line
+
+    @classmethod
+    def from_file(cls, source: str, check=None) -> dict:
+        """One molecule of the user's, a SMILES string, as a raw sample for inference
+        (``tools/infer.py``), without ``pos``: a SMILES has no 3D coordinates, so only models that
+        do not read ``pos`` run on it.
+
+        The graph has hydrogens as nodes, featurised as QM9's graphs are (in RDKit's atom order),
+        checked as the dataset checks them, and is named by the SMILES. An invalid SMILES is a
+        :class:`DataError` naming it."""
+        graph = {k: torch.from_numpy(v) for k, v in mol_to_graph(smiles_to_mol(source, explicit_h=True, name=source),
+                                                                 source).items()}
+        check_graph(graph, source, **_check_settings(check, cls.__name__, cls.default_check))
+        return {**graph, "name": source}
 
     def __len__(self) -> int:
         return len(self.molecules)

@@ -123,3 +123,13 @@ class FashionMNIST(GlocalDataset):
 
     def load(self, index: int) -> dict:
         return dict(img=self.images[index][..., None], label=int(self.labels[index]))
+
+    @classmethod
+    def from_file(cls, source: str) -> dict:
+        """One image file of the user's as a raw sample (``img uint8 [28, 28, 1]``, ``path``), for
+        inference (``tools/infer.py``): converted to greyscale, and resized to 28x28 with a warning
+        when it has another size. Fashion-MNIST items are light on a black background, centred and
+        filling the frame: a photo of dark clothes on white needs inverting first."""
+        from .folder import read_image_file
+
+        return dict(img=read_image_file(source, "L", (28, 28), "Fashion-MNIST")[0], path=str(source))

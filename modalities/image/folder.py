@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from glocal.core.errors import ConfigError, DataError, DatasetNotFoundError
 
 from ..dataset import GlocalDataset
 
-__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "IMAGE_MODES", "read_image"]
+__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "IMAGE_MODES", "read_image", "read_image_file"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 IMAGE_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV")  # PIL modes of 8 bits per channel
@@ -49,6 +50,26 @@ def read_image(path: str, mode: str = "RGB") -> np.ndarray:
     return img[..., None] if img.ndim == 2 else img  # [H, W, C]
 
 
+def read_image_file(path: str, mode: str = "RGB", size: tuple[int, int] | None = None,
+                    who: str = "the") -> tuple[np.ndarray, tuple[int, int]]:
+    """A user's image for inference (the image datasets' ``from_file``): ``(uint8 [H, W, C], the
+    file's own (H, W))``. :func:`read_image` in PIL mode ``mode``, a missing file named as such,
+    and, when ``size = (H, W)`` is given and the file has another size, each channel resized
+    bilinearly to it, with a ``UserWarning`` that names the file and both sizes (``who`` names
+    the models that need that size)."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: image file not found" + (" (it is a directory)" if Path(path).is_dir() else ""))
+    img = read_image(path, mode)
+    own = (img.shape[0], img.shape[1])
+    if size is not None and own != tuple(size):
+        H, W = (int(v) for v in size)
+        warnings.warn(f"{path} is {own[1]}x{own[0]} pixels (W x H); {who} models take {W}x{H} images: resized to "
+                      f"{W}x{H} (aspect ratio not kept)", UserWarning, stacklevel=3)
+        img = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c])).resize((W, H), Image.BILINEAR))
+                        for c in range(img.shape[2])], -1)  # [H, W, C]
+    return img, own
+
+
 class ImageFolder(GlocalDataset):
     """Images under ``root/<class name>/``; classes sorted by name.
 
@@ -77,6 +98,14 @@ class ImageFolder(GlocalDataset):
             raise DatasetNotFoundError(f"ImageFolder: no images with extensions {extensions} under {root}")
         self.mode = mode
         self.metainfo = dict(classes=tuple(classes))
+
+    @classmethod
+    def from_file(cls, source: str, mode: str = "RGB") -> dict:
+        """One image file of the user's as a raw sample (``img [H, W, C]`` in ``mode``, ``path``),
+        for inference (``tools/infer.py``); the config's transforms (resize, crop) apply after."""
+        if mode not in IMAGE_MODES:
+            raise ConfigError(f"ImageFolder: mode must be one of {IMAGE_MODES} (8 bits per channel); got {mode!r}")
+        return dict(img=read_image_file(source, mode)[0], path=str(source))
 
     def __len__(self) -> int:
         return len(self.samples)

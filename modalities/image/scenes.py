@@ -276,3 +276,15 @@ class FashionMNISTScenes(GlocalDataset):
 
     def load(self, index: int) -> dict:
         return dict(img=self.images[index][..., None], seg=self.segs[index].astype(np.int64))
+
+    @classmethod
+    def from_file(cls, source: str, canvas=64) -> dict:
+        """One image file of the user's as a raw sample, for inference (``tools/infer.py``):
+        ``img uint8 [H, W, 1]`` (greyscale, resized to the ``canvas`` with a warning when it has
+        another size), ``path``, and ``ori_shape``, the file's own ``(H, W)``, to which a
+        predicted label map can be resized back."""
+        from .folder import read_image_file
+
+        canvas = (canvas, canvas) if isinstance(canvas, int) else tuple(int(c) for c in canvas)
+        img, own = read_image_file(source, "L", canvas, "FashionMNISTScenes")
+        return dict(img=img, path=str(source), ori_shape=own)

@@ -40,6 +40,14 @@ def test_config_builds_and_runs(path):
         assert abs(n - ref) / ref <= tol, f"{path.stem}: {n:,} parameters, reference {ref:,.0f}"
     if "graph" in path.parts:  # graph models run on graph batches: tests/graph/test_gps_configs.py
         return
+    if "audio" in path.parts:  # filterbank features [B, T, 80], ragged
+        batch = dict(inputs=torch.randn(2, 120, 80), lengths=torch.tensor([120, 70]),
+                     data_samples=dict(label=torch.tensor([0, 1])))
+        with torch.no_grad():
+            out = model(**model.data_preprocessor(batch), mode="tensor")
+        out = out.x[out.mask] if isinstance(out, Tokens) else out  # CTC: per-token logits of valid tokens
+        assert out.shape[-1] == model.head.num_classes and torch.isfinite(out).all()
+        return
     in_chans = model.adapter.in_chans
     side = 224 if path.stem == "swin_t_in1k" else (28 if in_chans == 1 else 64)
     batch = dict(inputs=torch.randint(0, 256, (1, in_chans, side, side), dtype=torch.uint8),
@@ -61,4 +69,13 @@ def test_scenes_ablations_match_in_size():
     """The local-only / global-only / local+global scenes models differ by less than 10% in size."""
     counts = {name: sum(p.numel() for p in build_model(load_config(Path(__file__).parents[2] / "configs" / "image" /
                                                                    f"{name}.py")).parameters()) for name in SCENES}
+    assert max(counts.values()) / min(counts.values()) < 1.10, counts
+
+
+@pytest.mark.parametrize("task", ["kws", "ctc"])
+def test_speech_ablations_match_in_size(task):
+    """Conformer, Squeezeformer, Mamba, local-only and global-only speech models: within 10% in size."""
+    names = ("conformer", "squeezeformer", "mamba", "local", "global")
+    root = Path(__file__).parents[2] / "configs" / "audio"
+    counts = {n: sum(p.numel() for p in build_model(load_config(root / f"{task}_{n}.py")).parameters()) for n in names}
     assert max(counts.values()) / min(counts.values()) < 1.10, counts

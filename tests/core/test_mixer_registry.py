@@ -118,6 +118,7 @@ CASES: dict[str, list[Case]] = {
         Case(dict(kernel=7, rank=1), ("grid1d",), ("grid",)),
         Case(dict(kernel=3, rank=2, norm="LayerNorm"), ("grid2d",), ("grid",)),
         Case(dict(kernel=3, rank=3), ("grid3d",), ("grid",)),
+        Case(dict(kernel=5, rank=1, glu=False), ("grid1d",), ("grid",)),  # Squeezeformer's: Swish, 2C channels
     ],
     "Mamba": [
         Case(dict(d_state=4, chunk=8), ("seq", "grid2d")),

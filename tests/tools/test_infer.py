@@ -1,0 +1,188 @@
+"""tools/infer.py: an untrained model of each landed modality's configs run on a user's own files
+(images, SMILES, wav), the printed lines and the JSON, and the errors: per input (missing file,
+invalid SMILES) and for the whole run (no from_file, weights of another model, missing structure)."""
+import importlib.util
+import json
+import pathlib
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glocal.core.errors import ConfigError, MissingStructureError
+from glocal.modalities.audio import KEYWORDS, save_audio
+from glocal.modalities.image.fashion_mnist import FASHION_MNIST_CLASSES
+from glocal.tasks.checkpoint import CheckpointError
+from glocal.tasks.engine import build_model, load_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "infer.py"
+TINY = ROOT / "tests" / "tasks" / "configs" / "tiny_fashion_mnist.py"
+SCENES = ROOT / "configs" / "image" / "scenes_unet_local.py"
+FREESOLV = ROOT / "configs" / "graph" / "freesolv_gps.py"
+SOLUBILITY = ROOT / "configs" / "graph" / "solubility_cls_gps.py"
+QM9 = ROOT / "configs" / "graph" / "qm9_gap_gps.py"
+KWS = ROOT / "configs" / "audio" / "kws_conformer.py"
+CTC = ROOT / "configs" / "audio" / "ctc_conformer.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("glocal_infer_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+infer = _tool()
+
+
+def checkpoint(config, folder: pathlib.Path) -> str:
+    """An untrained model's weights as an mmengine-style checkpoint the safe loader reads."""
+    path = folder / f"{pathlib.Path(config).stem}.pth"
+    torch.save({"meta": {}, "state_dict": build_model(load_config(config)).state_dict()}, path)
+    return str(path)
+
+
+def run(config, ckpt, *inputs, out=None, extra=()):
+    """The exit code of one in-process run (its output: capsys, and the JSON at ``out``)."""
+    argv = [str(config), ckpt, *map(str, inputs), *extra] + (["--out", str(out)] if out else [])
+    return infer.main(argv)
+
+
+def save_image(path, shape, seed=0):
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_image_classifier_top_k_and_a_missing_file(tmp_path, capsys):
+    ckpt = checkpoint(TINY, tmp_path)
+    small = save_image(tmp_path / "item.png", (28, 28))
+    photo = save_image(tmp_path / "photo.png", (40, 30, 3), seed=1)  # RGB, another size: converted and resized
+    missing = tmp_path / "missing.png"
+    code = run(TINY, ckpt, small, missing, photo, out=tmp_path / "r.json", extra=["--topk", "3"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(small), str(photo)]  # the good inputs still print
+    assert re.search(rf"error: {re.escape(str(missing))}: image file not found", err), err
+    assert "1 of 3 inputs failed" in err
+    assert re.search(r"note: \S*photo\.png is 30x40 pixels .* resized to 28x28", err), err
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert [r["input"] for r in records] == [str(small), str(missing), str(photo)]
+    assert records[1] == dict(input=str(missing), error=f"{missing}: image file not found")
+    for r in (records[0], records[2]):
+        top = r["topk"]
+        assert len(top) == 3 and all(t["name"] in FASHION_MNIST_CLASSES for t in top)
+        probs = [t["prob"] for t in top]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        assert abs(sum(r["scores"]) - 1) < 1e-5 and len(r["scores"]) == 10
+
+
+def test_segmentation_writes_label_maps_at_the_input_size(tmp_path, capsys):
+    ckpt = checkpoint(SCENES, tmp_path)
+    canvas = save_image(tmp_path / "scene.png", (64, 64))
+    other = save_image(tmp_path / "wide.png", (48, 80), seed=2)  # resized to the 64x64 canvas and back
+    code = run(SCENES, ckpt, canvas, other, out=tmp_path / "r.json", extra=["--out-dir", str(tmp_path / "seg")])
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    records = json.loads((tmp_path / "r.json").read_text())
+    for r, (H, W) in zip(records, [(64, 64), (48, 80)]):
+        png = pathlib.Path(r["png"])
+        assert png.parent == tmp_path / "seg" and png.is_file()
+        labels = np.asarray(Image.open(png))
+        assert labels.shape == (H, W) == tuple(r["shape"])
+        assert labels.max() < 11  # background + 10 item classes
+        assert abs(sum(r["histogram"].values()) - 1) < 1e-6
+        assert f"label map {W}x{H} -> {png}" in out
+
+
+def test_graph_regression_smiles_and_a_list_with_an_invalid_one(tmp_path, capsys):
+    ckpt = checkpoint(FREESOLV, tmp_path)
+    listed = tmp_path / "molecules.txt"
+    listed.write_text("# two molecules and a broken one\nc1ccccc1O\n\nC1CC(\nCC(=O)O\n")
+    code = run(FREESOLV, ckpt, "CCO", listed, out=tmp_path / "r.json")
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == ["CCO", "c1ccccc1O", "CC(=O)O"]
+    assert all(re.fullmatch(r"\S+: dG_hyd_kcal_mol = -?[\d.e+-]+ kcal/mol", line) for line in lines), lines
+    assert "error: molecule C1CC( has an invalid SMILES string 'C1CC('" in err and "1 of 4 inputs failed" in err
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert set(records[0]["values"]) == {"dG_hyd_kcal_mol"} and records[0]["units"] == {"dG_hyd_kcal_mol": "kcal/mol"}
+    assert "invalid SMILES" in records[2]["error"]
+
+
+def test_graph_classification(tmp_path, capsys):
+    ckpt = checkpoint(SOLUBILITY, tmp_path)
+    assert run(SOLUBILITY, ckpt, "CCO", "O", out=tmp_path / "r.json") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    for r in json.loads((tmp_path / "r.json").read_text()):
+        assert sorted(t["name"] for t in r["topk"]) == ["high", "low", "medium"]  # topk 5 > 3 classes
+        assert abs(sum(t["prob"] for t in r["topk"]) - 1) < 1e-5
+
+
+def test_qm9_from_smiles_has_hydrogens_and_no_positions_and_a_model_needing_them_is_refused():
+    reader = infer.Reader.from_config(load_config(QM9))
+    sample, notes = reader.sample("CCO")
+    assert sample["inputs"].shape[0] == 9 and "pos" not in sample and "rwse" in sample and not notes
+
+    class NeedsPositions(torch.nn.Module):
+        def data_preprocessor(self, batch, training):
+            return batch
+
+        def predict_scores(self, batch):
+            raise MissingStructureError("GeometricMixer needs Tokens.pos, which these tokens do not carry.")
+
+        postprocess = None
+
+    item = infer.Item("CCO", sample=sample)
+    with pytest.raises(ConfigError, match=r"needs Tokens\.pos.*QM9\.from_file: .*no 3D coordinates"):
+        infer.run_items(NeedsPositions(), reader, [item], str(QM9))
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wavs")
+    t = torch.arange(8000) / 16000  # 0.5 s
+    save_audio(folder / "tone.wav", 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.02 * torch.randn(8000), 16000)
+    save_audio(folder / "noise.wav", 0.1 * torch.randn(2, 8820), 22050)  # stereo at 22.05 kHz: mixed, resampled
+    return folder / "tone.wav", folder / "noise.wav"
+
+
+def test_keyword_spotting(tmp_path, wavs, capsys):
+    ckpt = checkpoint(KWS, tmp_path)
+    assert run(KWS, ckpt, *wavs, out=tmp_path / "r.json", extra=["--topk", "2"]) == 0
+    assert [line.split(": ")[0] for line in capsys.readouterr().out.splitlines()] == [str(w) for w in wavs]
+    for r in json.loads((tmp_path / "r.json").read_text()):
+        assert len(r["topk"]) == 2 and all(t["name"] in KEYWORDS for t in r["topk"])
+        assert sum(t["prob"] for t in r["topk"]) <= 1 + 1e-6
+
+
+def test_ctc_transcripts(tmp_path, wavs, capsys):
+    ckpt = checkpoint(CTC, tmp_path)
+    assert run(CTC, ckpt, *wavs, out=tmp_path / "r.json") == 0  # EncodeText (targets only) is left out
+    lines = capsys.readouterr().out.splitlines()
+    vocab = set(load_config(CTC).vocab)
+    for line, r in zip(lines, json.loads((tmp_path / "r.json").read_text())):
+        assert isinstance(r["text"], str) and set(r["text"]) <= vocab
+        assert line == f"{r['input']}: {json.dumps(r['text'])}"
+        assert all(0 < i < len(vocab) + 1 for i in r["ids"])
+
+
+def test_a_dataset_without_from_file_is_refused():
+    with pytest.raises(ConfigError, match=r"dataset class LongRangeNodes .* has no from_file\(\): inference on "
+                                          r"files is not supported for it"):
+        infer.main([str(ROOT / "configs" / "graph" / "longrange_gps.py"), "unused.pth", "x"])
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    other = load_config(TINY)
+    other.model.head.num_classes = 7
+    path = tmp_path / "other.pth"
+    torch.save({"meta": {}, "state_dict": build_model(other).state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"weights in \S*other\.pth do not fit TaskModel"):
+        infer.main([str(TINY), str(path), "x.png"])
