@@ -33,8 +33,12 @@ def small_dataset(cfg, cache_dir):
     spec = cfg.train_dataloader.dataset.to_dict()
     if spec["type"] == "LongRangeNodes":
         return DATASETS.build(dict(spec, num_graphs=4, cache_dir=cache_dir))
-    targets = [[float(i)] for i in range(len(SMILES))]
-    return DATASETS.build(dict(type="MoleculeDataset", smiles=SMILES, targets=targets, cache_dir=cache_dir,
+    head = cfg.model.head
+    if head.type == "ClsHead":  # graph classification: labels of the config's classes
+        labels = dict(labels=[i % head.num_classes for i in range(len(SMILES))])
+    else:  # regression: as many targets as the head predicts
+        labels = dict(targets=[[float(i + t) for t in range(head.num_targets)] for i in range(len(SMILES))])
+    return DATASETS.build(dict(type="MoleculeDataset", smiles=SMILES, cache_dir=cache_dir, **labels,
                                explicit_h=spec["type"] == "QM9", transforms=spec.get("transforms")))
 
 
