@@ -12,8 +12,7 @@ from glocal.modalities.audio.io import audio_info, load_audio, save_audio
 from glocal.modalities.audio.synth import (KEYWORDS, SPLITS, Augment, SpeechCorpus, plan_corpus, render,
                                            trim_silence, voice_pool)
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
-                                reason="needs Debian's espeak-ng and flite")
+# espeak-ng and flite are installed by tools/setup.sh; without them these tests fail, not skip
 
 
 @pytest.fixture(scope="module")
