@@ -395,7 +395,10 @@ def synthesize(text: str, voice: Voice, sample_rate: int = SAMPLE_RATE, timeout:
 
 
 def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS noise with a 1/f power spectrum, ``[n]``."""
+    """Unit-RMS noise with a 1/f power spectrum, ``[n]``. Deliberately not ``transforms.pink_noise``
+    (nor ``_room_response`` ``transforms.exponential_ir``): the cached corpora are versioned data
+    (``GENERATOR_VERSION``), so a change to the training-time augmentations must not silently
+    change their bytes; the reported results were measured on version 1."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
     f = np.arange(len(spectrum), dtype=np.float64)
     f[0] = f[1] if len(f) > 1 else 1.0
