@@ -10,10 +10,10 @@ import math
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .dropout import Dropout, attention
 from .errors import InputError
 from .gridops import (crop_grid, pad_grid_masked, window_partition, window_partition_heads, window_reverse,
                       window_reverse_heads)
@@ -98,7 +98,7 @@ def biased_attention(qkv: Tensor, bias: Tensor, dropout_p: float = 0.0) -> Tenso
     """
     q, k, v = qkv
     if dropout_p or not (bias.requires_grad and torch.is_grad_enabled() and q.device.type == "cpu"):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+        return attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
     return _BiasedAttention.apply(qkv, bias)
 
 
@@ -116,7 +116,7 @@ class FullAttention(nn.Module):
         self.heads, self.attn_drop = heads, attn_drop
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
 
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
         B, L, C = x.shape
@@ -124,8 +124,7 @@ class FullAttention(nn.Module):
         mask = None  # [B, 1, 1, L] bool, True = may attend
         if tokens.mask is not None:
             mask = tokens.derived("key_mask", lambda: _key_mask(tokens.mask))
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.attn_drop if self.training else 0.0)
+        o = attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(o.transpose(1, 2).reshape(B, L, C)))
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
@@ -195,7 +194,7 @@ class WindowAttention(nn.Module):
         self.heads, self.attn_drop = heads, attn_drop
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
         if rel_pos:
             rows = math.prod(2 * w - 1 for w in self.window)
             self.rel_pos_table = nn.Parameter(torch.zeros(rows, heads))
@@ -257,7 +256,7 @@ class WindowAttention(nn.Module):
         bias = self._bias(window)  # [h, N, N]
         dropout_p = self.attn_drop if self.training else 0.0
         if bias is None:
-            o = F.scaled_dot_product_attention(*qkv, attn_mask=mask, dropout_p=dropout_p)
+            o = attention(*qkv, attn_mask=mask, dropout_p=dropout_p)
         else:
             bias = bias.to(qkv.dtype).unsqueeze(0)  # [1, h, N, N]
             if mask is not None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .dropout import Dropout
 from .registry import MIXERS, NORMS
 from .tokens import Tokens
 
@@ -113,7 +114,7 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden, bias=bias)
         self.act = getattr(nn, act)()
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
-        self.drop = nn.Dropout(drop)
+        self.drop = Dropout(drop)
 
     def forward(self, x: Tensor, tokens: Tokens | None = None) -> Tensor:  # [B, L, C]
         if tokens is None or tokens.mask is None:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .block import apply_norm, build_norm
+from .dropout import Dropout
 from .errors import InputError
 from .tokens import Tokens
 
@@ -80,7 +81,7 @@ class ConvModule(nn.Module):
         self.norm = build_norm(norm, inner)
         self.act = getattr(nn, act)()
         self.pw2 = nn.Linear(inner, dim, bias=bias)
-        self.drop = nn.Dropout(drop)
+        self.drop = Dropout(drop)
 
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:  # [B, L, C]
         if self.glu:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import dense_attention
+from .dropout import Dropout, attention
 from .gridops import pad_grid_masked, window_partition, window_reverse
 from .errors import InputError
 from .tokens import Tokens
@@ -78,7 +78,7 @@ class HiLoAttention(nn.Module):
             self.lo_q = nn.Linear(dim, lo_dim, bias=qkv_bias)
             self.lo_kv = nn.Linear(dim, 2 * lo_dim, bias=qkv_bias)
             self.lo_proj = nn.Linear(lo_dim, lo_dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
 
     def extra_repr(self):
         return f"hi_heads={self.hi_heads}, lo_heads={self.lo_heads}, window={self.window}"
@@ -109,8 +109,7 @@ class HiLoAttention(nn.Module):
         return self.proj_drop(torch.cat(outs, -1) if len(outs) > 1 else outs[0])  # [B, L, C]
 
     def _sdpa(self, q, k, v, mask=None):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                              dropout_p=self.attn_drop if self.training else 0.0)
+        return attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
 
     def _hifi(self, win, win_valid, window, grid, padded, B) -> Tensor:
         Bw, N, _ = win.shape

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import Dropout
 from .tokens import Tokens
 
 __all__ = ["LinearAttention", "linear_attention", "linear_attention_ref", "elu_features",
@@ -158,7 +159,7 @@ class LinearAttention(nn.Module):
         self.head_dim = d = dim // heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
         if feature_map == "favor":
             self.num_features = num_features or max(1, int(d * math.log(d)))
             self.register_buffer("features", orthogonal_random_features(self.num_features, d))

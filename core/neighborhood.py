@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .ckernels import BACKENDS, LONG, PTR, REAL, item_ranges, load, ptr, run, use_kernel
+from .dropout import Dropout, dropout_reference, keep_mask
 from .errors import InputError
 from .tokens import Tokens
 
@@ -321,9 +322,9 @@ class _TiledNeighborhoodAttention(torch.autograd.Function):
             p = torch.softmax(s, -1)  # [samples * h * mc, Q, K]
             saved.append(p)
             if dropout_p:
-                keep = torch.rand_like(p) >= dropout_p
+                keep = keep_mask(p.shape, dropout_p, p.device)
                 drops.append(keep)
-                p = p * keep / (1.0 - dropout_p)
+                p = dropout_reference(p, keep, dropout_p)
             torch.bmm(p, v_all[ks].view(-1, K, dh), out=o_all[qs].view(-1, Q, dh))
         ctx.plan, ctx.h, ctx.dropout_p, ctx.drops = plan, h, dropout_p, drops
         ctx.bias_shape = None if bias is None else bias.shape
@@ -344,11 +345,11 @@ class _TiledNeighborhoodAttention(torch.autograd.Function):
             Q, K = allowed.shape[-2:]
             qt, kt, vt = q_all[qs].view(-1, Q, dh), k_all[ks].view(-1, K, dh), v_all[ks].view(-1, K, dh)
             dot = do_all[qs].view(-1, Q, dh)
-            pd = p if not dropout_p else p * ctx.drops[i] / (1.0 - dropout_p)
+            pd = p if not dropout_p else dropout_reference(p, ctx.drops[i], dropout_p)
             torch.bmm(pd.transpose(1, 2), dot, out=dv_all[ks].view(-1, K, dh))
             dp = torch.bmm(dot, vt.transpose(1, 2))  # [samples * h * mc, Q, K]
             if dropout_p:
-                dp = dp * ctx.drops[i] / (1.0 - dropout_p)
+                dp = dropout_reference(dp, ctx.drops[i], dropout_p)
             ds = torch.ops.aten._softmax_backward_data(dp, p, -1, p.dtype)  # p * (dP - sum(dP p))
             if ctx.bias_shape is not None:
                 rel = plan.groups[g][3]
@@ -518,7 +519,7 @@ class NeighborhoodAttention(nn.Module):
         self.heads, self.attn_drop, self.tile, self.block, self.backend = heads, attn_drop, tile, block, backend
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = Dropout(proj_drop)
         if rel_pos:
             self.rel_pos_bias = nn.Parameter(torch.zeros(heads, math.prod(2 * k - 1 for k in self.kernel)))
             nn.init.trunc_normal_(self.rel_pos_bias, std=0.02)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from glocal.core.backbone import BackboneOutput
 from glocal.core.block import apply_norm, build_norm
+from glocal.core.dropout import Dropout
 from glocal.core.errors import ConfigError, InputError
 from glocal.core.registry import BLOCKS
 from glocal.core.tokens import Tokens
@@ -36,7 +37,7 @@ class ClsHead(nn.Module):
         self.num_classes = num_classes
         self.pre_logits = (nn.Sequential(nn.Linear(in_dim, pre_logits), getattr(nn, pre_logits_act)())
                            if pre_logits else nn.Identity())
-        self.drop = nn.Dropout(drop)
+        self.drop = Dropout(drop)
         self.fc = nn.Linear(pre_logits or in_dim, num_classes)
 
     def forward(self, feats: BackboneOutput | Tokens) -> Tensor:
@@ -85,7 +86,7 @@ class UNetHead(nn.Module):
             if block is not None else nn.Sequential() for _ in in_dims)
         self.stem_lateral = nn.Linear(stem_dim, dim) if stem_dim and to_input else None
         self.norm = build_norm(norm, dim)
-        self.drop = nn.Dropout(drop)
+        self.drop = Dropout(drop)
         self.cls = nn.Linear(dim, num_classes)
 
     def forward(self, feats: BackboneOutput) -> Tokens:

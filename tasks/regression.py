@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 from torch import Tensor, nn
 
+from glocal.core.dropout import Dropout
 from glocal.core.errors import ConfigError, InputError
 from glocal.core.tokens import Tokens
 
@@ -94,10 +95,10 @@ class RegressionHead(nn.Module):
         widths = [] if hidden is None else [hidden] if isinstance(hidden, int) else list(hidden)
         layers, prev = [], in_dim
         for w in widths:
-            layers += [nn.Dropout(drop), nn.Linear(prev, w), nn.GELU()]
+            layers += [Dropout(drop), nn.Linear(prev, w), nn.GELU()]
             prev = w
         self.mlp = nn.Sequential(*layers)
-        self.drop = nn.Dropout(drop)
+        self.drop = Dropout(drop)
         self.fc = nn.Linear(prev, num_targets)
         std = _per_target(target_std, num_targets, "target_std")
         if bool((std <= 0).any()):

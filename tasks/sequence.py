@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 from torch import Tensor, nn
 
+from glocal.core.dropout import Dropout
 from glocal.core.errors import InputError
 from glocal.core.tokens import Tokens
 
@@ -49,7 +50,7 @@ class TokenHead(nn.Module):
     def __init__(self, in_dim: int, num_classes: int, drop: float = 0.0):
         super().__init__()
         self.num_classes = num_classes
-        self.drop = nn.Dropout(drop)
+        self.drop = Dropout(drop)
         self.fc = nn.Linear(in_dim, num_classes)
 
     def forward(self, feats) -> Tokens:

@@ -5,6 +5,7 @@
     python tools/benchmark.py --suite peers   --out peers.csv
     python tools/benchmark.py --suite collate --out collate.csv [--plot collate.png]
     python tools/benchmark.py --suite graph   --out graph.csv   [--plot graph.png]
+    python tools/benchmark.py --suite speech  --out speech.csv  [--plot speech.png]
     options: --threads N (default 2)  --quick (tiny sizes, for smoke tests)  --repeats R  --warmup W
 
 Suites:
@@ -43,6 +44,15 @@ Suites:
   10,000-node graph (a ladder, as the long-range task's graphs) and on a batch of 1,000 molecules:
   ``peak_mb`` and, in the note, the largest tensor any op made during the step against ``N^2``
   (a ``TorchDispatchMode`` over every op of the forward and backward).
+
+- ``speech``: (1) the speech encoders of ``configs/audio/ctc_*.py`` (subsampling stem + encoder,
+  no head; dropout off so attention takes PyTorch's fused kernel) on one utterance of 1, 2, 4, 8
+  and 16 minutes of 80-bin features (6,000 frames a minute, 1,500 tokens after the stem): fwd and
+  fwd+bwd time and peak memory per length, the log-log slopes in each encoder's summary row, and the
+  longest length that fits 16 GiB extrapolated from the fitted memory slope where 16 minutes did
+  not reach it. (2) Feature extraction: utterances per second and seconds of audio per second of
+  reading a cached corpus file (soundfile) and computing Fbank + UtteranceNorm, one process, on
+  the keyword and sentence sets (``--quick``: the real recordings of pocketsphinx-testdata).
 
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
 ``pandas.read_csv(path, comment="#")``):
@@ -475,7 +485,7 @@ def suite_scaling(args, w: Writer):
     return sweep
 
 
-def plot_scaling(sweep, path: str, threads: int):
+def plot_scaling(sweep, path: str, threads: int, title: str = "glocal mixers"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -500,7 +510,7 @@ def plot_scaling(sweep, path: str, threads: int):
             ax.loglog([lo, hi], [y0, y0 * hi / lo], "k--", lw=0.8, label="slope 1")
             ax.loglog([lo, hi], [y0, y0 * (hi / lo) ** 2], "k:", lw=0.8, label="slope 2")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"glocal mixers: cost vs L ({threads} threads)")
+    fig.suptitle(f"{title}: cost vs L ({threads} threads)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -1059,12 +1069,119 @@ def suite_graph(args, w: Writer):
             w.add(s, r, note=f"largest tensor {numel:,} elements ({op}); N^2 = {n * n:,} per graph and head")
 
 
+# --- speech: encoders over long audio, and the feature pipeline --------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEECH_ENCODERS = ("ctc_conformer", "ctc_squeezeformer", "ctc_global", "ctc_local", "ctc_mamba", "ctc_mossformer")
+FRAMES_PER_MINUTE = 6000  # 10 ms feature frames
+MEMORY_LIMIT_MB = 16 * 1024
+
+
+class _SpeechEncoder(nn.Module):
+    """A task model's adapter + backbone on bare features ``[B, T, bins]`` (its head left out)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: Tensor):
+        return self.model.extract(feats)
+
+
+def _speech_encoder(name: str) -> nn.Module:
+    """The config's model with every dropout off (attention then takes the fused kernel)."""
+    from glocal.tasks.api import build_model
+
+    model = build_model(os.path.join(ROOT, "configs", "audio", f"{name}.py"))
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "attn_drop", None), float):
+            m.attn_drop = 0.0
+    return _SpeechEncoder(model)
+
+
+def _fit_limit(points, limit_mb: float) -> float | None:
+    """Length (x) at which the log-log fit of peak memory reaches ``limit_mb``."""
+    pts = [(x, r.peak_mb) for x, r in points if r.peak_mb]
+    slope = loglog_slope([p[0] for p in pts], [p[1] for p in pts])
+    if not slope or slope <= 0:
+        return None
+    x0, m0 = pts[-1]
+    return x0 * (limit_mb / m0) ** (1.0 / slope)
+
+
+def _feature_throughput(args, w: Writer):
+    """Read + Fbank + UtteranceNorm over a corpus, one process: utterances/s and x real time."""
+    import soundfile
+
+    from glocal.modalities.audio.datasets import KeywordSpotting, PocketsphinxTestData, SpeechSentences
+    from glocal.modalities.audio.features import Fbank, UtteranceNorm
+
+    if args.quick:
+        sets = [("pocketsphinx-testdata", lambda: PocketsphinxTestData())]
+    else:
+        sets = [("keywords (test)", lambda: KeywordSpotting(split="test", per_word=dict(train=300, val=20, test=50))),
+                ("sentences (test)", lambda: SpeechSentences(split="test", sizes=dict(train=4000, val=200, test=500)))]
+    fbank, norm = Fbank(num_mel_bins=80), UtteranceNorm()
+    rng = np.random.default_rng(0)
+    for label, make in sets:
+        ds = make()
+        n = min(len(ds), 40 if args.quick else 500)
+        t0, audio_s = time.perf_counter(), 0.0
+        for i in range(n):
+            sample = ds.load(i)
+            audio_s += sample["inputs"].shape[-1] / sample["sample_rate"]
+            norm(fbank(sample, rng), rng)
+        dt = time.perf_counter() - t0
+        w.add(component=f"Fbank(80) + UtteranceNorm: {label}", config=f"soundfile {soundfile.__version__}",
+              input_size=f"{n} utterances, {audio_s:.0f} s of audio", batch=1, fwd_ms=1e3 * dt / n,
+              note=f"{n / dt:.0f} utterances/s, {audio_s / dt:.0f}x real time (one process)")
+
+
+def suite_speech(args, w: Writer):
+    minutes = [0.25, 0.5, 1.0] if args.quick else [1.0, 2.0, 4.0, 8.0, 16.0]
+    names = [n for n in SPEECH_ENCODERS if not args.match or any(m.lower() in n for m in args.match)]
+    sweep = {}
+    for name in names:
+        torch.manual_seed(0)
+        enc = _speech_encoder(name)
+        params = sum(p.numel() for p in enc.parameters())
+        points = []
+        for m in minutes:
+            T = int(m * FRAMES_PER_MINUTE)
+            feats = torch.randn(1, T, 80)
+            s = Subject(name, enc, (feats,), config=f"stem + encoder, {params:,} params",
+                        input_size=f"{m:g} min ({T} frames)", batch=1, macs=None, grads=())
+            try:
+                r, = measure([s], args.repeats, args.warmup, budget_s=20.0)
+            except Exception as e:  # out of memory: record and go on with the next encoder
+                w.add(s, note=f"failed: {_note(e)}")
+                break
+            w.add(s, r, note=f"{r.fwdbwd_ms / m / 1e3:.2f} s fwd+bwd per minute of audio")
+            points.append((m, r))
+            if r.fwdbwd_ms > 1e3 * args.max_step_s:
+                w.add(component=name, config="1D sweep", note=f"stopped: a step took over {args.max_step_s} s")
+                break
+        if len(points) >= 2:
+            xs = [p[0] for p in points]
+            fits = _fit_limit(points, MEMORY_LIMIT_MB)
+            w.add(component=name, config="log-log slope", input_size=f"{xs[0]:g}..{xs[-1]:g} min", batch=1,
+                  slope_fwd=loglog_slope(xs, [p[1].fwd_ms for p in points]),
+                  slope_fwdbwd=loglog_slope(xs, [p[1].fwdbwd_ms for p in points]),
+                  slope_mem=loglog_slope(xs, [p[1].peak_mb for p in points]),
+                  note="" if fits is None else f"16 GiB of activations reached at about {fits:.0f} min (fit)")
+        sweep[name] = [(int(x * FRAMES_PER_MINUTE / 4), r) for x, r in points]  # tokens after the stem
+    _feature_throughput(args, w)
+    return sweep
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate", "graph"])
+    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate", "graph", "speech"])
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--plot", help="PNG to write (scaling: cost vs L; mixers: fwd+bwd bars; peers: ratios)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -1121,13 +1238,16 @@ def main(argv=None) -> int:
             suite_collate(args, w)
         elif args.suite == "graph":
             suite_graph(args, w)
+        elif args.suite == "speech":
+            sweep = suite_speech(args, w)
         else:
             suite_peers(args, w)
     finally:
         w.close()
     if args.plot:
         if sweep is not None:
-            plot_scaling(sweep, args.plot, args.threads)
+            plot_scaling(sweep, args.plot, args.threads,
+                         "speech encoders (stem + encoder)" if args.suite == "speech" else "glocal mixers")
         elif args.suite == "mixers":
             plot_bars(w.rows[1:], args.plot, "fwdbwd_ms", f"mixers, fwd+bwd ms ({args.threads} threads)")
         elif args.suite == "collate":

@@ -32,7 +32,7 @@ features = [dict(type='Fbank', num_mel_bins=80), dict(type='UtteranceNorm'), dic
 train_dataloader = dict(
     batch_size=32,
     num_workers=0,
-    sampler=dict(type='SeededSampler', shuffle=True),
+    sampler=dict(type='BucketBatchSampler', shuffle=True),  # sentences of similar length together
     dataset=dict(speech, split='train', transforms=features + [
         dict(type='SpecAugment', freq_masks=2, freq_width=15, time_masks=2, time_width=0.05)]),
 )

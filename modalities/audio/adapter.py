@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from glocal.core.dropout import Dropout
 from glocal.core.errors import ConfigError, InputError
 from glocal.core.tokens import Tokens
 from glocal.core.undo import GridUndo
@@ -188,7 +189,7 @@ class SubsampleStem(nn.Module):
         # channels-last weights: oneDNN runs these convolutions in NHWC, 1.5x faster on CPU than NCHW
         self.convs = nn.Sequential(*convs).to(memory_format=torch.channels_last)
         self.proj = nn.Linear(channels * self.bins_out, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def extra_repr(self):
         return (f"in_bins={self.in_bins}, factor={self.factor}, min_frames={self.min_frames}, "

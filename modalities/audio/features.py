@@ -72,22 +72,33 @@ class Fbank:
             generator, so it is reproducible), added to the waveform before the frames are cut.
         scale: multiply the waveform first; ``32768`` gives Kaldi's numbers for int16 input (as WeNet
             and ESPnet feed it); the default 1 keeps torchaudio's [-1, 1] convention.
+        vtlp: ``(low, high)`` for vocal tract length perturbation (Jaitly & Hinton, 2013): a warp
+            factor drawn uniformly per utterance from the transform's ``rng`` and applied through
+            Kaldi's VTLN warping of the mel filter bank (``vtln_warp``), so one voice sounds like
+            speakers with shorter or longer vocal tracts. Training only; ``None`` (default) is no warp.
         **kaldi_options: any other keyword of ``kaldi.fbank`` (``preemphasis_coefficient``,
             ``window_type``, ``use_energy``, ...).
     """
 
     def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80, frame_length: float = 25.0,
                  frame_shift: float = 10.0, dither: float = 0.0, low_freq: float = 20.0, high_freq: float = 0.0,
-                 scale: float = 1.0, **kaldi_options):
+                 scale: float = 1.0, vtlp: Sequence[float] | None = None, **kaldi_options):
         self.sample_rate = _positive_int(sample_rate, "sample_rate", "Fbank")
         self.num_mel_bins = _positive_int(num_mel_bins, "num_mel_bins", "Fbank")
         self.frame_length, self.frame_shift, self.dither, self.scale = frame_length, frame_shift, dither, scale
         self.options = dict(num_mel_bins=num_mel_bins, frame_length=frame_length, frame_shift=frame_shift,
                             low_freq=low_freq, high_freq=high_freq, sample_frequency=float(sample_rate),
                             **kaldi_options)
-        if "dither" in kaldi_options or "channel" in kaldi_options:
-            raise ConfigError("Fbank: pass dither as Fbank's own argument (it is drawn from the sample's rng); "
-                              "channel is always 0 (features are computed on mono audio)")
+        if "dither" in kaldi_options or "channel" in kaldi_options or "vtln_warp" in kaldi_options:
+            raise ConfigError("Fbank: pass dither and vtlp as Fbank's own arguments (they are drawn from the "
+                              "sample's rng); channel is always 0 (features are computed on mono audio)")
+        self.vtlp = None
+        if vtlp is not None:
+            lo, hi = (float(v) for v in vtlp)
+            if not 0.5 <= lo <= hi <= 1.5:
+                raise ConfigError(f"Fbank: vtlp must be (low, high) warp factors with 0.5 <= low <= high <= 1.5; "
+                                  f"got {vtlp!r}")
+            self.vtlp = (lo, hi)
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         wave = _mono(sample, "Fbank", self.sample_rate) * self.scale  # [1, T]
@@ -95,11 +106,13 @@ class Fbank:
             wave = wave + self.dither * torch.from_numpy(rng.standard_normal(wave.shape).astype(np.float32))
         if wave.shape[-1] < self.sample_rate * self.frame_length / 1000:
             return _with_features(sample, wave.new_zeros(0), "Fbank")
-        return _with_features(sample, kaldi.fbank(wave, dither=0.0, **self.options), "Fbank")  # [frames, bins]
+        warp = 1.0 if self.vtlp is None or rng is None else float(rng.uniform(*self.vtlp))  # no rng: no warp
+        return _with_features(sample, kaldi.fbank(wave, dither=0.0, vtln_warp=warp, **self.options),
+                              "Fbank")  # [frames, bins]
 
     def __repr__(self):
         return (f"Fbank(sample_rate={self.sample_rate}, num_mel_bins={self.num_mel_bins}, frame_length="
-                f"{self.frame_length}, frame_shift={self.frame_shift}, dither={self.dither})")
+                f"{self.frame_length}, frame_shift={self.frame_shift}, dither={self.dither}, vtlp={self.vtlp})")
 
 
 def _stft_sizes(sample_rate: int, win_ms: float, hop_ms: float, n_fft: int | None) -> tuple[int, int, int]:

@@ -57,8 +57,27 @@ def test_fbank_dither_comes_from_the_rng():
     a, b, c = (fbank(sample, rng(s))["inputs"] for s in (1, 1, 2))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c) and not torch.equal(a, Fbank()(sample, rng(1))["inputs"])
-    with pytest.raises(ConfigError, match="dither as Fbank's own argument"):
+    with pytest.raises(ConfigError, match="dither and vtlp as Fbank's own arguments"):
         Fbank(**{"dither": 0.0, "channel": 1})
+
+
+def test_fbank_vtlp_warps_the_filter_bank_per_utterance():
+    sample = chirp()
+    tone = {**sample, "inputs": 0.3 * torch.sin(2 * torch.pi * 1000 * torch.arange(8000) / 16000)[None]}
+    assert torch.equal(Fbank(vtlp=(1.0, 1.0))(sample, rng())["inputs"], Fbank()(sample, rng())["inputs"])
+    warped = Fbank(vtlp=(0.8, 1.2))
+    a, b, c = (warped(sample, rng(s))["inputs"] for s in (3, 3, 4))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # the factor comes from the rng
+    assert not torch.equal(a, c)
+    expected = kaldi.fbank(sample["inputs"], num_mel_bins=80, dither=0.0, sample_frequency=16000,
+                           vtln_warp=float(rng(3).uniform(0.8, 1.2)))
+    torch.testing.assert_close(a, expected, rtol=0, atol=0)
+    # a 1 kHz tone lands in higher mel bins for a warp factor above 1 than below it
+    low, high = (int(Fbank(vtlp=(w, w))(tone, rng())["inputs"].mean(0).argmax()) for w in (0.85, 1.15))
+    assert high > low
+    assert torch.equal(warped(sample, None)["inputs"], Fbank()(sample, None)["inputs"])  # no rng: no warp
+    with pytest.raises(ConfigError, match="vtlp must be"):
+        Fbank(vtlp=(1.2, 0.9))
 
 
 def test_logmel_and_mfcc():

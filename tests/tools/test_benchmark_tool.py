@@ -118,3 +118,22 @@ def test_collate_quick_compares_bucketed_with_plain_padding(tmp_path):
     for r in rows:
         assert float(r["fwd_ms"]) > 0 and int(r["params"]) > 0
     assert all(float(r["ratio_to_peer"]) > 0 and r["peer"] == "plain shuffling" for r in rows[1:])
+
+
+def test_speech_quick_sweeps_an_encoder_and_the_feature_pipeline(tmp_path):
+    out = tmp_path / "speech.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert _load_tool().main(["--suite", "speech", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--match", "ctc_local", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = read_rows(out)
+    sweep = [r for r in rows if r["component"] == "ctc_local" and r["fwdbwd_ms"]]
+    assert [r["input_size"] for r in sweep] == ["0.25 min (1500 frames)", "0.5 min (3000 frames)", "1 min (6000 frames)"]
+    for r in sweep:
+        assert float(r["fwd_ms"]) > 0 and float(r["peak_mb"]) > 0 and int(r["params"]) > 2_000_000
+    slope, = (r for r in rows if r["config"] == "log-log slope")
+    assert 0.8 < float(slope["slope_mem"]) < 1.2  # a convolution encoder: memory linear in length
+    feats, = (r for r in rows if r["component"].startswith("Fbank"))
+    assert "utterances/s" in feats["note"] and float(feats["fwd_ms"]) > 0
