@@ -10,11 +10,14 @@ from .conv import DepthwiseConv
 from .downsample import ConvDownsample, PatchMerging
 from .errors import ConfigError, DataError, DatasetNotFoundError, GlocalError, InputError, MissingStructureError
 from .grid import GridAttention
+from .grid_pool import GridPooling, GridUnpooling
 from .hilo import HiLoAttention
 from .linear_attention import LinearAttention
 from .mbconv import MBConv
 from .neighborhood import NeighborhoodAttention
 from .registry import BACKBONES, BLOCKS, DOWNSAMPLERS, MIXERS, NORMS, Registry
+from .serialized_attention import SerializedAttention
+from .sparse_conv import XCPE, SubMConv3d
 from .ssm import SS2D, Mamba, selective_scan, selective_scan_ref
 from .tokens import Tokens
 from .undo import ClusterUndo, GridUndo, IdentityUndo, Undo
@@ -27,4 +30,5 @@ __all__ = [
     "GlocalError", "InputError", "MissingStructureError", "DataError", "ConfigError", "DatasetNotFoundError",
     "NeighborhoodAttention", "GridAttention", "HiLoAttention", "MBConv",
     "Mamba", "SS2D", "LinearAttention", "selective_scan", "selective_scan_ref",
+    "SerializedAttention", "SubMConv3d", "XCPE", "GridPooling", "GridUnpooling",
 ]

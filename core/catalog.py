@@ -10,14 +10,17 @@ from .block import BatchNorm, LayerNorm, LocalGlobalBlock, Mlp, RMSNorm
 from .conv import ConvModule, DepthwiseConv
 from .downsample import ConvDownsample, PatchMerging
 from .grid import GridAttention
+from .grid_pool import GridPooling
 from .hilo import HiLoAttention
 from .linear_attention import LinearAttention
 from .mbconv import MBConv, MBConvDownsample
 from .models import conformer, mamba_vision, maxvit, nat, swin
-from .models import mamba_asr, mossformer, squeezeformer
+from .models import mamba_asr, mossformer, ptv3, squeezeformer
 from .mpnn import GINE, GatedGCN
 from .neighborhood import NeighborhoodAttention
 from .registry import BACKBONES, BLOCKS, DOWNSAMPLERS, MIXERS, NORMS
+from .serialized_attention import SerializedAttention
+from .sparse_conv import XCPE, SubMConv3d
 from .ssm import SS2D, Mamba
 
 NORMS.add_all(LayerNorm, BatchNorm, RMSNorm)
@@ -28,11 +31,14 @@ MIXERS.add_all(
     NeighborhoodAttention, GridAttention, HiLoAttention,  # windowed family (NAT/DiNAT, MaxViT, LITv2)
     Mamba, SS2D, LinearAttention,  # state-space scans, linear attention
     GINE, GatedGCN,  # message passing (torch_geometric)
+    SerializedAttention, SubMConv3d, XCPE,  # point clouds (PTv3): patches along a curve, sparse convolution
 )
 BLOCKS.add_all(LocalGlobalBlock, MBConv, conformer.ConformerBlock)
 BLOCKS.add_all(squeezeformer.SqueezeformerBlock, squeezeformer.TemporalUNet)
+BLOCKS.add(ptv3.PointBlock)
 DOWNSAMPLERS.add_all(PatchMerging, ConvDownsample, MBConvDownsample)
 DOWNSAMPLERS.add(squeezeformer.TimeReduction)
+DOWNSAMPLERS.add(GridPooling)
 
 BACKBONES.add_all(Backbone, IsotropicBackbone)
 BACKBONES.add_all(swin.SwinTransformer, swin.swin_t, swin.swin_s, swin.swin_b)
@@ -46,3 +52,4 @@ BACKBONES.add_all(squeezeformer.Squeezeformer, squeezeformer.squeezeformer_xs, s
                   squeezeformer.squeezeformer_sm, squeezeformer.squeezeformer_m)
 BACKBONES.add_all(mamba_asr.MambaASR, mamba_asr.mamba_asr_s, mamba_asr.mamba_asr_m)
 BACKBONES.add_all(mossformer.MossFormer, mossformer.mossformer_s, mossformer.mossformer_m)
+BACKBONES.add_all(ptv3.PointTransformerV3, ptv3.ptv3_base, ptv3.ptv3_small)

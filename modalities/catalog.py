@@ -34,3 +34,10 @@ DATASETS.add_lazy(AUDIO, "KeywordSpotting", "SpeechSentences", "AudioManifest", 
 TRANSFORMS.add_lazy(AUDIO, "Fbank", "LogMel", "MFCC", "UtteranceNorm", "GlobalNorm", "SpecAugment", "AddNoise",
                     "SpeedPerturb", "Reverb", "RandomGain", "Resample", "MixDown", "EncodeText")
 COLLATES.add_lazy(AUDIO, "SpeechCollate")
+
+# --- points ---------------------------------------------------------------------------------------
+POINTS = "glocal.modalities.points"
+DATASETS.add_lazy(POINTS, "ShapeClassification", "LidarTiles", "PointScenes")
+TRANSFORMS.add_lazy(POINTS, "NormalizeCoords", "CenterShift", "RandomRotate", "RandomScale", "RandomJitter",
+                    "ColorJitter", "VoxelDownsample", "FarthestPointSample", "SphereCrop", "ShufflePoints")
+COLLATES.add_lazy(POINTS, "PointCollate")

@@ -17,7 +17,11 @@ def _variants():
 
 
 def _example(backbone):
-    """Tokens for a backbone: its input width, a grid of its rank (small sides)."""
+    """Tokens for a backbone: its input width, a grid of its rank (small sides); for a backbone
+    that ``needs`` point positions, a ragged batch of two clouds (200 and 150 points in a cube of side 10)."""
+    if "pos" in getattr(backbone, "needs", ()):
+        mask = torch.arange(200)[None] < torch.tensor([[200], [150]])
+        return Tokens(torch.randn(2, 200, backbone.in_dim), mask=mask, pos=torch.rand(2, 200, 3) * 10)
     cfg = getattr(backbone, "cfg", None)
     rank = getattr(cfg, "rank", 2)
     side = {1: 64, 2: 16, 3: 8}[rank]
@@ -32,7 +36,7 @@ def test_registered_backbone_trains(name):
     backbone = BACKBONES.build(dict(type=name))
     tokens = _example(backbone)
     out = backbone(tokens)
-    assert len(out.stages) == len(backbone.stages)
+    assert len(out.stages) == len(backbone.dims)  # dims: one width per output stage
     assert out.last.x.shape[-1] == backbone.out_dim and torch.isfinite(out.last.x).all()
     out.last.x.square().mean().backward()
     missing = [n for n, p in backbone.named_parameters() if p.requires_grad and p.grad is None]

@@ -28,6 +28,33 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# --- 1b. CGAL's demo data (point clouds): Debian's libcgal-demo, unpacked, not installed ----------
+# data.tar.gz (meshes/*.off, points_3/*.ply|xyz: b9_training.ply, building.ply, ...) goes to
+# $cache/data/cgal; the examples' LiDAR files (urban.las, pig_points.las) to $cache/data/cgal/examples.
+# Read by glocal.modalities.points (data_root(); GLOCAL_CGAL_DATA overrides the folder).
+cgal_dir="${GLOCAL_CACHE:-$HOME/.cache/glocal}/data/cgal"
+if [ ! -f "$cgal_dir/.complete" ]; then
+  echo "[setup] fetching CGAL's demo data (Debian libcgal-demo) into $cgal_dir"
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download libcgal-demo >/dev/null 2>&1); then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    (cd "$tmp" && apt-get download libcgal-demo >/dev/null) \
+      || { rm -rf "$tmp"; echo "[setup] apt-get download libcgal-demo failed"; exit 1; }
+  fi
+  dpkg-deb -x "$tmp"/libcgal-demo_*.deb "$tmp/deb"
+  data_tgz=$(find "$tmp/deb" -name data.tar.gz -print -quit)
+  examples_tgz=$(find "$tmp/deb" -name examples.tar.gz -print -quit)
+  [ -n "$data_tgz" ] || { rm -rf "$tmp"; echo "[setup] libcgal-demo holds no data.tar.gz"; exit 1; }
+  rm -rf "$cgal_dir" && mkdir -p "$cgal_dir/examples"
+  tar -xzf "$data_tgz" -C "$cgal_dir" --strip-components=1  # data/meshes -> $cgal_dir/meshes
+  if [ -n "$examples_tgz" ]; then
+    tar -xzf "$examples_tgz" -C "$cgal_dir/examples" --strip-components=1 --wildcards '*.las'
+  fi
+  rm -rf "$tmp"
+  touch "$cgal_dir/.complete"
+fi
+
 # --- 2. the pinned environment, cached by the lock file's hash -----------------------------------
 cache=${GLOCAL_CACHE:-$HOME/.cache/glocal}
 key=$(sha256sum "$lock" | cut -c1-16)

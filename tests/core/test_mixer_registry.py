@@ -55,7 +55,7 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 # optional structure a mixer may read without needing it; dropped in check 5 only when the case needs it
 OPTIONAL = ("edge_attr",)
 # mixers whose docstrings promise exactly zero output at padded tokens
-ZERO_ON_PADDING = {"Mlp", "GINE", "GatedGCN"}
+ZERO_ON_PADDING = {"Mlp", "GINE", "GatedGCN", "SerializedAttention", "SubMConv3d", "XCPE"}
 
 
 class Case(NamedTuple):
@@ -147,6 +147,20 @@ CASES: dict[str, list[Case]] = {
         Case(dict(), ("graph",), ("edge_index",), frozen={"C.": NO_EDGE_TERM}),
         Case(dict(edge_dim=EDGE_DIM), ("graph+attr4",), ("edge_index", "edge_attr")),
         Case(dict(edge_dim=0, act=None), ("graph+attr",), ("edge_index",)),
+    ],
+    # point clouds: "order" interleaves padding along the serialisation; "seq" tokens carry pos in
+    # [0, 1)^3, voxelised with grid_size (a few voxels hold two tokens: one sparse-conv site)
+    "SerializedAttention": [
+        Case(dict(heads=2, patch=8), ("order",), ("order",)),
+        Case(dict(heads=2, patch=8, tail="overlap"), ("order",), ("order",)),
+        Case(dict(heads=4, patch=64, qkv_bias=False), ("order",), ("order",)),  # one patch per sample
+    ],
+    "SubMConv3d": [
+        Case(dict(grid_size=0.25), ("seq",), ("pos",)),
+        Case(dict(kernel=5, bias=False, grid_size=0.2), ("seq",), ("pos",)),
+    ],
+    "XCPE": [
+        Case(dict(grid_size=0.25), ("seq",), ("pos",)),
     ],
 }
 
