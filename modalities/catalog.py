@@ -37,6 +37,7 @@ COLLATES.add_lazy(AUDIO, "SpeechCollate")
 
 # --- points ---------------------------------------------------------------------------------------
 POINTS = "glocal.modalities.points"
+ADAPTERS.add_lazy(POINTS, "PointStem")
 DATASETS.add_lazy(POINTS, "ShapeClassification", "LidarTiles", "PointScenes")
 TRANSFORMS.add_lazy(POINTS, "NormalizeCoords", "CenterShift", "RandomRotate", "RandomScale", "RandomJitter",
                     "ColorJitter", "VoxelDownsample", "FarthestPointSample", "SphereCrop", "ShufflePoints")

@@ -13,24 +13,34 @@ __all__ = ["Accuracy", "ROCAUC", "IoUMetric", "confusion_matrix", "roc_auc", "ro
 
 class Accuracy(BaseMetric):
     """Top-k accuracy in percent (``top1``, ``top5``, ...); k larger than the class count is
-    clipped to it."""
+    clipped to it. ``mean_class=True`` adds ``mAcc``: the top-1 accuracy of each class that occurs
+    in the truth, averaged over those classes (the "mean class accuracy" of point-cloud shape
+    classification, which a frequent class cannot dominate)."""
 
     default_prefix = ""
 
-    def __init__(self, topk: Sequence[int] = (1, 5), collect_device: str = "cpu", prefix: str | None = None):
+    def __init__(self, topk: Sequence[int] = (1, 5), mean_class: bool = False, collect_device: str = "cpu",
+                 prefix: str | None = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
-        self.topk = tuple(topk)
+        self.topk, self.mean_class = tuple(topk), bool(mean_class)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
             scores, label = s["pred_scores"], int(s["gt_label"])
             ranked = scores.argsort(descending=True)
             hits = {k: bool((ranked[:k] == label).any()) for k in self.topk}
+            hits["label"], hits["hit1"] = label, bool(ranked[0] == label)
             self.results.append(hits)
 
     def compute_metrics(self, results: list) -> dict:
         n = max(len(results), 1)
-        return {f"top{k}": 100.0 * sum(r[k] for r in results) / n for k in self.topk}
+        out = {f"top{k}": 100.0 * sum(r[k] for r in results) / n for k in self.topk}
+        if self.mean_class:
+            per_class: dict[int, list[bool]] = {}
+            for r in results:
+                per_class.setdefault(r["label"], []).append(r["hit1"])
+            out["mAcc"] = 100.0 * float(np.mean([np.mean(h) for h in per_class.values()])) if per_class else 0.0
+        return out
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -14,6 +14,7 @@ transforms and the collate need only numpy and torch.
 """
 from importlib import import_module
 
+from .adapter import PointStem
 from .io import check_labels, check_points, data_root, read_mesh, read_points, sample_surface, write_points
 from .transforms import (POINT_KEYS, CenterShift, ColorJitter, FarthestPointSample, NormalizeCoords, RandomJitter,
                          RandomRotate, RandomScale, ShufflePoints, SphereCrop, VoxelDownsample,
@@ -22,7 +23,7 @@ from .transforms import (POINT_KEYS, CenterShift, ColorJitter, FarthestPointSamp
 _DATASETS = ("PointCollate", "ShapeClassification", "LidarTiles", "PointScenes", "SHAPE_CLASSES", "LIDAR_CLASSES",
              "ASPRS_TO_LIDAR", "hidden_point_removal")
 
-__all__ = ["check_labels", "check_points", "data_root", "read_mesh", "read_points", "sample_surface", "write_points",
+__all__ = ["PointStem", "check_labels", "check_points", "data_root", "read_mesh", "read_points", "sample_surface", "write_points",
            "POINT_KEYS", "CenterShift", "ColorJitter", "FarthestPointSample", "NormalizeCoords", "RandomJitter",
            "RandomRotate", "RandomScale", "ShufflePoints", "SphereCrop", "VoxelDownsample", "farthest_point_sample",
            "take", "voxel_indices", *_DATASETS]

@@ -48,6 +48,16 @@ def test_config_builds_and_runs(path):
         out = out.x[out.mask] if isinstance(out, Tokens) else out  # CTC: per-token logits of valid tokens
         assert out.shape[-1] == model.head.num_classes and torch.isfinite(out).all()
         return
+    if "points" in path.parts:  # ragged clouds: per-point features, positions, mask
+        in_dim = model.adapter.in_dim
+        mask = torch.arange(300)[None] < torch.tensor([[300], [180]])
+        batch = dict(inputs=torch.randn(2, 300, in_dim), pos=torch.rand(2, 300, 3), mask=mask,
+                     data_samples=dict(label=torch.tensor([0, 1])))
+        with torch.no_grad():
+            out = model(**model.data_preprocessor(batch), mode="tensor")
+        out = out.x[out.mask] if isinstance(out, Tokens) else out  # segmentation: logits of valid points
+        assert out.shape[-1] == model.head.num_classes and torch.isfinite(out).all()
+        return
     in_chans = model.adapter.in_chans
     side = 224 if path.stem == "swin_t_in1k" else (28 if in_chans == 1 else 64)
     batch = dict(inputs=torch.randint(0, 256, (1, in_chans, side, side), dtype=torch.uint8),
@@ -69,6 +79,14 @@ def test_scenes_ablations_match_in_size():
     """The local-only / global-only / local+global scenes models differ by less than 10% in size."""
     counts = {name: sum(p.numel() for p in build_model(load_config(Path(__file__).parents[2] / "configs" / "image" /
                                                                    f"{name}.py")).parameters()) for name in SCENES}
+    assert max(counts.values()) / min(counts.values()) < 1.10, counts
+
+
+def test_point_ablations_match_in_size():
+    """Local-only, global-only and local+global point models: within 10% in size."""
+    root = Path(__file__).parents[2] / "configs" / "points"
+    counts = {n: sum(p.numel() for p in build_model(load_config(root / f"shapes_{n}.py")).parameters())
+              for n in ("local", "global", "local_global")}
     assert max(counts.values()) / min(counts.values()) < 1.10, counts
 
 

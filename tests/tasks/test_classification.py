@@ -55,6 +55,16 @@ def test_accuracy_metric():
     acc.process(None, [dict(pred_scores=s, gt_label=torch.tensor(y)) for s, y in zip(scores, [1, 1, 0])])
     res = acc.compute_metrics(acc.results)
     assert res["top1"] == pytest.approx(100 / 3) and res["top2"] == pytest.approx(200 / 3)
+    assert "mAcc" not in res
+
+
+def test_mean_class_accuracy_weighs_classes_equally():
+    acc = METRICS.build(dict(type="Accuracy", topk=(1,), mean_class=True))
+    # class 0: 3 of 4 right; class 2: 0 of 1 right -> overall 60%, mean class accuracy 37.5%
+    scores = torch.tensor([[0.9, 0.1, 0.0]] * 3 + [[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+    acc.process(None, [dict(pred_scores=s, gt_label=torch.tensor(y)) for s, y in zip(scores, [0, 0, 0, 0, 2])])
+    res = acc.compute_metrics(acc.results)
+    assert res["top1"] == pytest.approx(60.0) and res["mAcc"] == pytest.approx(37.5)
 
 
 def test_unknown_types_and_keys():
