@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["keep_mask", "keep_probability", "dropout", "dropout_reference", "Dropout", "attention"]
+__all__ = ["keep_mask", "scaled_keep_mask", "keep_probability", "dropout", "dropout_reference", "Dropout", "attention"]
 
 _LANES = 1 << 16  # values of one 16-bit lane
 
@@ -49,13 +49,25 @@ def keep_probability(p: float) -> float:
     return 1.0 - (_threshold(p) + _LANES // 2) / _LANES
 
 
+def _lanes(shape, device) -> Tensor:
+    """``prod(shape)`` uniform 16-bit integers (int16), four to a 64-bit random word."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
+    return words.view(torch.int16)[:n]
+
+
 def keep_mask(shape, p: float, device=None) -> Tensor:
     """Bool mask of ``shape``, each element True (kept) with probability :func:`keep_probability`,
     independently: one uniform 16-bit lane of a 64-bit random word per element."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
-    lanes = words.view(torch.int16)[:n]  # [4 * words] uniform 16-bit integers
-    return (lanes >= _threshold(p)).view(shape)
+    return (_lanes(shape, device) >= _threshold(p)).view(shape)
+
+
+def scaled_keep_mask(shape, p: float, dtype=torch.float32, device=None) -> Tensor:
+    """:func:`keep_mask` as ``dtype`` values ``0`` and ``1 / keep_probability(p)`` (the same random
+    numbers give the same mask): the lanes are converted and compared in floating point, which
+    vectorises where a bool mask and a masked fill do not."""
+    mask = _lanes(shape, device).to(dtype).ge_(_threshold(p)).view(shape)
+    return mask.mul_(1.0 / keep_probability(p))
 
 
 def dropout_reference(x: Tensor, keep: Tensor, p: float) -> Tensor:
@@ -63,26 +75,12 @@ def dropout_reference(x: Tensor, keep: Tensor, p: float) -> Tensor:
     return x * keep.to(x.dtype) / keep_probability(p)
 
 
-class _Masked(torch.autograd.Function):
-    """``x * keep * scale`` saving only the bool mask (one byte per element) for the backward."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, keep: Tensor, scale: float) -> Tensor:
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return x.masked_fill(~keep, 0).mul_(scale)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (keep,) = ctx.saved_tensors
-        return grad.masked_fill(~keep, 0).mul_(ctx.scale), None, None
-
-
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """Dropout of ``x`` with drop probability ``p`` (identity when not training or ``p == 0``)."""
+    """Dropout of ``x`` with drop probability ``p`` (identity when not training or ``p == 0``).
+    Autograd keeps the scaled mask (``x``'s dtype) for the backward pass."""
     if not training or p == 0.0:
         return x
-    return _Masked.apply(x, keep_mask(x.shape, p, x.device), 1.0 / keep_probability(p))
+    return x * scaled_keep_mask(x.shape, p, x.dtype, x.device)
 
 
 class Dropout(nn.Dropout):
