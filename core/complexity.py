@@ -118,6 +118,7 @@ class Row:
 @dataclass
 class Report:
     rows: list[Row] = field(default_factory=list)  # every module, in definition order
+    macs_counted: bool = True  # False: parameters only (count_params), the MACs columns left out
 
     @property
     def total_params(self) -> int:
@@ -141,6 +142,12 @@ class Report:
                 and (r.depth == 0 or r.macs / total_m >= min_share or r.params / total_p >= min_share)]
         names = ["  " * r.depth + (r.name.rsplit(".", 1)[-1] or "(model)") + f" ({r.type})" for r in rows]
         w = max([len(n) for n in names] + [6])
+        if not self.macs_counted:
+            lines = [f"{'module':<{w}}  {'params':>10}  {'params %':>8}", "-" * (w + 22)]
+            lines += [f"{n:<{w}}  {format_count(r.params):>10}  {100 * r.params / total_p:8.1f}" for n, r in zip(names, rows)]
+            lines += ["-" * (w + 22), f"{'total':<{w}}  {format_count(self.total_params):>10}",
+                      f"params {self.total_params:,}"]
+            return "\n".join(lines)
         lines = [f"{'module':<{w}}  {'params':>10}  {'MACs':>10}  {'MACs %':>6}", "-" * (w + 34)]
         for n, r in zip(names, rows):
             lines.append(f"{n:<{w}}  {format_count(r.params):>10}  {format_count(r.macs):>10}  "
@@ -160,6 +167,13 @@ def format_count(n: int) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def count_params(model: nn.Module) -> Report:
+    """Parameters per module, without running the model (no input needed; no MACs)."""
+    rows = [Row(name, type(m).__name__, sum(p.numel() for p in m.parameters()), 0, 0,
+                name.count(".") + 1 if name else 0) for name, m in model.named_modules()]
+    return Report(rows, macs_counted=False)
 
 
 @torch.no_grad()

@@ -1,11 +1,15 @@
 """Parameters and MACs of a model, per module (glocal.core.complexity; the counting rules are in its
 docstring). MACs are multiply-accumulates: what papers call "FLOPs".
 
-    # a config file: builds MODELS.build(cfg.model) and feeds a random batch of --input-shape
+    # a config file: parameters per module (no input needed)
+    python tools/summary.py configs/audio/ctc_conformer.py
+    # ... and MACs: builds MODELS.build(cfg.model) and feeds a random batch of --input-shape (or
+    # of the config's own `input_shape`)
     python tools/summary.py configs/image/swin_t_imagenet.py --input-shape 1,3,224,224
     # a registered backbone on images: PatchStem(patch) + backbone + ClsHead(num_classes)
     python tools/summary.py swin_t --input-shape 1,3,224,224
-    # a registered backbone on a token grid of its input width (--dim to override)
+    # a registered backbone on a token grid of its input width (--dim to override); without
+    # --grid or --input-shape: parameters only
     python tools/summary.py swin_t --grid 56,56 [--batch 1]
 
 Options: ``--depth`` (table depth, default 2), ``--min-share`` (hide rows below this fraction),
@@ -71,9 +75,7 @@ def build(args):
             raise ConfigError(f"{args.target} has no `model` dict")
         model = MODELS.build(cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else cfg.model)
         shape = args.input_shape or tuple(cfg.get("input_shape", ()) or ())
-        if not shape:
-            raise SystemExit("summary.py: give --input-shape (e.g. 1,3,224,224) for a config")
-        return model, (torch.randn(*shape),)
+        return model, ((torch.randn(*shape),) if shape else None)
 
     if args.target not in BACKBONES:
         BACKBONES.get(args.target)  # raises the registry's error with close names
@@ -91,7 +93,7 @@ def build(args):
                          dim=args.dim or _in_dim(BACKBONES.build(dict(type=args.target))), norm="LayerNorm"),
             backbone=dict(type=args.target), head=dict(type="ClsHead", num_classes=args.num_classes)))
         return model, (torch.randn(*args.input_shape),)
-    raise SystemExit("summary.py: for a backbone name give --grid H,W (tokens) or an image --input-shape B,C,H,W")
+    return BACKBONES.build(dict(type=args.target)), None  # parameters only
 
 
 def _options(items):
@@ -110,7 +112,7 @@ def _options(items):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from glocal.core.complexity import count
+    from glocal.core.complexity import count, count_params
     from glocal.core.errors import GlocalError
 
     try:
@@ -118,6 +120,10 @@ def main(argv=None) -> int:
     except GlocalError as e:
         print(f"summary.py: {e}", file=sys.stderr)
         return 2
+    if inputs is None:
+        print(f"{args.target}  (parameters only: give --input-shape, or --grid for a backbone, for MACs)")
+        print(count_params(model).table(max_depth=args.depth, min_share=args.min_share))
+        return 0
     report = count(model, *inputs)
     shapes = ", ".join(str(tuple(getattr(i, "x", i).shape)) + (f" grid={i.grid}" if getattr(i, "grid", None) else "")
                        for i in inputs)

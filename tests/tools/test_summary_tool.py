@@ -52,3 +52,12 @@ def test_config_file(tmp_path, capsys):
             + L * C  # backbone out norm
             + C * 3)  # head
     assert f"MACs {macs:,}" in out
+
+
+def test_parameters_without_an_input_shape(capsys):
+    assert main(str(ROOT / "configs" / "audio" / "ctc_conformer.py"), "--depth", "1") == 0
+    out = capsys.readouterr().out
+    assert "parameters only" in out and "params 2,132,509" in out  # the count the config states
+    assert "backbone (Conformer)" in out and "MACs" not in out.split("\n", 1)[1]
+    assert main("swin_t", "--depth", "0") == 0
+    assert "params 27,514,458" in capsys.readouterr().out
