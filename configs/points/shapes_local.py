@@ -12,7 +12,7 @@ classes = 20
 model = dict(
     type='TaskModel',
     adapter=dict(type='PointStem', in_dim=3),
-    backbone=dict(type='PointTransformerV3', in_dim=3, grid_size=0.02, stride=(2, 2, 2), enc_depths=(1, 1, 2, 1),
+    backbone=dict(type='PointTransformerV3', in_dim=3, grid_size=0.08, stride=(2, 2, 2), enc_depths=(1, 1, 2, 1),
                   enc_channels=(32, 64, 128, 256), enc_heads=(2, 4, 8, 16), enc_patch=128, dec_depths=(),
                   mlp_ratio=7.0, drop_path_rate=0.1,  # the scan's parameters moved into the MLPs
                   local=dict(type='SerializedAttention'),
