@@ -93,6 +93,7 @@ class GridPooling(nn.Module):
     def extra_repr(self):
         return f"stride={self.stride}, reduce={self.reduce!r}, orders={self.orders}"
 
+    @torch.profiler.record_function("glocal.grid_pool")  # a named scope for profiles
     def forward(self, tokens: Tokens) -> tuple[Tokens, ClusterUndo]:
         voxel = voxel_coords(tokens, self.grid_size, "GridPooling")  # [B, L, 3]
         B, L, _ = tokens.x.shape
@@ -151,6 +152,7 @@ class GridUnpooling(nn.Module):
         self.proj_skip = nn.Linear(skip_dim, out_dim)
         self.skip_norm, self.skip_act = _norm(norm, out_dim), _act(act)
 
+    @torch.profiler.record_function("glocal.grid_unpool")  # a named scope for profiles
     def forward(self, coarse: Tokens, undo: ClusterUndo) -> Tokens:
         if not isinstance(undo, ClusterUndo):
             raise InputError(f"GridUnpooling needs the ClusterUndo of a GridPooling; got {type(undo).__name__}")

@@ -213,6 +213,7 @@ def batched_codes(code: Tensor, batch: Tensor, depth: int = MAX_DEPTH) -> Tensor
 
 # --- orders ------------------------------------------------------------------------------------------
 
+@torch.profiler.record_function("glocal.serialize")  # a named scope for profiles (tools/benchmark.py)
 def serialize_voxels(voxel: Tensor, mask: Tensor | None = None, orders=ORDERS, depth: int = MAX_DEPTH) -> Tensor:
     """``order [K, B, L]`` long: per curve and sample, the token indices sorted by code, valid
     tokens first (padding keeps its index order behind them). ``voxel``: ``[B, L, 3]`` long."""

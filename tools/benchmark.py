@@ -6,6 +6,7 @@
     python tools/benchmark.py --suite collate --out collate.csv [--plot collate.png]
     python tools/benchmark.py --suite graph   --out graph.csv   [--plot graph.png]
     python tools/benchmark.py --suite speech  --out speech.csv  [--plot speech.png]
+    python tools/benchmark.py --suite points  --out points.csv  [--plot points.png]
     options: --threads N (default 2)  --quick (tiny sizes, for smoke tests)  --repeats R  --warmup W
 
 Suites:
@@ -53,6 +54,14 @@ Suites:
   not reach it. (2) Feature extraction: utterances per second and seconds of audio per second of
   reading a cached corpus file (soundfile) and computing Fbank + UtteranceNorm, one process, on
   the keyword and sentence sets (``--quick``: the real recordings of pocketsphinx-testdata).
+
+- ``points``: (1) ``SerializedAttention`` (PTv3's patch attention, patch 1024, dim 64, 4 heads)
+  forward and fwd+bwd on one cloud of 8K to 128K points (a noisy sphere surface, serialised along a
+  z-order curve), the log-log slopes of time and memory and the milliseconds per 100K points;
+  (2) kNN graphs (k = 16) of the same clouds: ``glocal.core.mpnn.knn_edges`` against open3d's
+  ``KDTreeFlann.search_knn_vector_3d`` per point, side by side; (3) the share of one training step
+  of ``configs/points/shapes_local_global.py`` (batch 8 x 1,024 points) spent serialising and grid
+  pooling (profiler self time of those functions over the step).
 
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
 ``pandas.read_csv(path, comment="#")``):
@@ -1176,12 +1185,111 @@ def suite_speech(args, w: Writer):
     return sweep
 
 
+# --- points: serialized attention over large clouds, kNN against open3d, serialization share ----------
+
+def sphere_cloud(n: int, seed: int = 0) -> Tensor:
+    """``[n, 3]`` points on a noisy unit sphere (a scanned surface's density), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(n, 3, generator=g)
+    return p / p.norm(dim=1, keepdim=True) * (1 + 0.01 * torch.randn(n, 1, generator=g))
+
+
+def _serialized_subject(n: int, dim: int, patch: int):
+    from glocal.core import MIXERS, Tokens
+    from glocal.core.serialize import serialize
+
+    pos = sphere_cloud(n)[None]  # [1, n, 3]
+    order = serialize(pos, None, 2.0 / 1024, orders=("z",))[0]  # [1, n]
+    mixer = MIXERS.build(dict(type="SerializedAttention", heads=4, patch=patch), dim=dim)
+    x = torch.randn(1, n, dim)
+    return mixer, (x, Tokens(x, pos=pos, order=order))
+
+
+def _knn_open3d(points: np.ndarray, k: int) -> np.ndarray:
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
+    tree = o3d.geometry.KDTreeFlann(pcd)
+    out = np.empty((len(points), k), dtype=np.int64)
+    for i in range(len(points)):
+        _, idx, _ = tree.search_knn_vector_3d(pcd.points[i], k + 1)  # the point itself comes first
+        out[i] = np.asarray(idx)[1:]
+    return out
+
+
+def _serialization_share(args, w: Writer):
+    """Profiler self time of serialisation and grid pooling over one training step of the shape model."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from glocal.tasks.api import build_model
+
+    model = build_model(os.path.join(ROOT, "configs", "points", "shapes_local_global.py")).train()
+    B, L = (2, 256) if args.quick else (8, 1024)
+    pos = torch.stack([sphere_cloud(L, seed=b) for b in range(B)])
+    batch = dict(inputs=pos.clone(), pos=pos, mask=torch.ones(B, L, dtype=torch.bool),
+                 data_samples=dict(label=torch.zeros(B, dtype=torch.long)))
+
+    def step():
+        data = model.data_preprocessor(batch, True)
+        sum(v for k, v in model(**data, mode="loss").items() if "loss" in k).backward()
+
+    step()
+    t0 = time.perf_counter()
+    step()
+    total = time.perf_counter() - t0
+    with _quiet_stderr():
+        with profile(activities=[ProfilerActivity.CPU], with_stack=False) as prof:
+            with torch.profiler.record_function("step"):
+                step()
+    names = {"glocal.serialize": 0.0, "glocal.grid_pool": 0.0}  # record_function scopes in core/
+    for evt in prof.key_averages():
+        if evt.key in names:
+            names[evt.key] += evt.cpu_time_total / 1e3  # ms, inclusive (pooling re-serialises: nested)
+    for key, ms in names.items():
+        w.add(component=f"PTv3 training step: {key}", config="configs/points/shapes_local_global.py",
+              input_size=f"{B} x {L} points", batch=B, fwdbwd_ms=1e3 * total,
+              note=f"{ms:.1f} ms inclusive in the profiled step, {100 * ms / (1e3 * total):.1f}% of the step"
+              if ms else "no profiler scope of this name was recorded")
+
+
+def suite_points(args, w: Writer):
+    sizes = [1024, 2048, 4096] if args.quick else [8192 * 2 ** i for i in range(5)]  # 8K .. 128K
+    dim, patch = (16, 128) if args.quick else (64, 1024)
+    points = []
+    for n in sizes:
+        mixer, inputs = _serialized_subject(n, dim, patch)
+        s = Subject("SerializedAttention", mixer, inputs, config=f"patch {patch}, 4 heads, dim {dim}",
+                    input_size=f"{n} points", batch=1, macs=None)
+        r, = measure([s], args.repeats, args.warmup, budget_s=20.0)
+        w.add(s, r, note=f"{r.fwdbwd_ms * 1e5 / n:.1f} ms fwd+bwd per 100K points")
+        points.append((n, r))
+    xs = [p[0] for p in points]
+    w.add(component="SerializedAttention", config="log-log slope", input_size=f"{xs[0]}..{xs[-1]} points", batch=1,
+          slope_fwd=loglog_slope(xs, [p[1].fwd_ms for p in points]),
+          slope_fwdbwd=loglog_slope(xs, [p[1].fwdbwd_ms for p in points]),
+          slope_mem=loglog_slope(xs, [p[1].peak_mb for p in points]))
+    from glocal.core.mpnn import knn_edges
+
+    k = 16
+    for n in sizes[:3]:
+        cloud = sphere_cloud(n)
+        ours = Subject(f"glocal knn_edges (k={k})", Fn(lambda c=cloud: knn_edges(c[None], k)), (), backward=False,
+                       input_size=f"{n} points", macs=None)
+        peer = Subject(f"open3d KDTreeFlann (k={k})", Fn(lambda c=cloud.numpy(): torch.from_numpy(_knn_open3d(c, k))),
+                       (), backward=False, input_size=f"{n} points", macs=None, peer="open3d")
+        ro, rp = measure([ours, peer], max(1, args.repeats // 2), args.warmup, budget_s=20.0)
+        w.add(ours, ro, peer="open3d KDTreeFlann", ratio_to_peer=rp.fwd_ms / ro.fwd_ms)
+        w.add(peer, rp, note="peer")
+    _serialization_share(args, w)
+    return {"SerializedAttention": points}
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate", "graph", "speech"])
+    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate", "graph", "speech", "points"])
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--plot", help="PNG to write (scaling: cost vs L; mixers: fwd+bwd bars; peers: ratios)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -1240,6 +1348,8 @@ def main(argv=None) -> int:
             suite_graph(args, w)
         elif args.suite == "speech":
             sweep = suite_speech(args, w)
+        elif args.suite == "points":
+            sweep = suite_points(args, w)
         else:
             suite_peers(args, w)
     finally:
@@ -1247,7 +1357,8 @@ def main(argv=None) -> int:
     if args.plot:
         if sweep is not None:
             plot_scaling(sweep, args.plot, args.threads,
-                         "speech encoders (stem + encoder)" if args.suite == "speech" else "glocal mixers")
+                         {"speech": "speech encoders (stem + encoder)",
+                          "points": "serialized patch attention"}.get(args.suite, "glocal mixers"))
         elif args.suite == "mixers":
             plot_bars(w.rows[1:], args.plot, "fwdbwd_ms", f"mixers, fwd+bwd ms ({args.threads} threads)")
         elif args.suite == "collate":

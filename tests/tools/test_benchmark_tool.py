@@ -137,3 +137,22 @@ def test_speech_quick_sweeps_an_encoder_and_the_feature_pipeline(tmp_path):
     assert 0.8 < float(slope["slope_mem"]) < 1.2  # a convolution encoder: memory linear in length
     feats, = (r for r in rows if r["component"].startswith("Fbank"))
     assert "utterances/s" in feats["note"] and float(feats["fwd_ms"]) > 0
+
+
+def test_points_quick_sweeps_attention_knn_and_the_serialization_share(tmp_path):
+    out = tmp_path / "points.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert _load_tool().main(["--suite", "points", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = read_rows(out)
+    sweep = [r for r in rows if r["component"] == "SerializedAttention" and r["fwdbwd_ms"]]
+    assert [r["input_size"] for r in sweep] == ["1024 points", "2048 points", "4096 points"]
+    assert all("per 100K points" in r["note"] and float(r["peak_mb"]) > 0 for r in sweep)
+    knn = [r for r in rows if r["component"].startswith("glocal knn_edges")]
+    assert len(knn) == 3 and all(float(r["ratio_to_peer"]) > 0 for r in knn)
+    share = {r["component"]: r["note"] for r in rows if r["component"].startswith("PTv3 training step")}
+    assert set(share) == {"PTv3 training step: glocal.serialize", "PTv3 training step: glocal.grid_pool"}
+    assert all("% of the step" in note for note in share.values()), share
