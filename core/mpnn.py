@@ -249,13 +249,21 @@ class GatedGCN(nn.Module):
 
 @torch.no_grad()
 def knn_edges(pos: Tensor, k: int, mask: Tensor | None = None, chunk: int = 2048,
-              loop: bool = False) -> Tensor:
+              loop: bool = False, method: str = "auto") -> Tensor:
     """Edges from each valid point's ``k`` nearest valid neighbours to it: ``[2, E]`` over
     flattened indices ``b * L + i`` (row 0 neighbour ``j``, row 1 point ``i``).
 
-    Pure torch: distances from ``chunk`` query points at a time (``cdist``, memory
-    ``chunk * L``), padded points excluded both as queries and as neighbours, the point itself
-    excluded unless ``loop``. A point with fewer than ``k`` valid others links to all of them.
+    Padded points are excluded both as queries and as neighbours, the point itself unless
+    ``loop``; a point with fewer than ``k`` valid others links to all of them. Two ways, the same
+    neighbours (up to ties in distance):
+
+    - ``"brute"``: distances from ``chunk`` query points at a time to all (``cdist``, memory
+      ``chunk * L``), O(L^2): the reference;
+    - ``"grid"`` (3D): :func:`_knn_grid`, candidates from each point's 3x3x3 block of cells of a
+      uniform grid, exact (a point whose k-th candidate lies farther than a cell side falls back
+      to all points), about O(L k).
+
+    ``"auto"``: the grid for 3D clouds of more than ``chunk`` points, else brute force.
 
     Args:
         pos: ``[B, L, P]`` coordinates.
@@ -264,27 +272,99 @@ def knn_edges(pos: Tensor, k: int, mask: Tensor | None = None, chunk: int = 2048
     """
     if pos.dim() != 3:
         raise InputError(f"knn_edges: pos must be [B, L, P]; got {tuple(pos.shape)}")
-    B, L, _ = pos.shape
+    if method not in ("auto", "grid", "brute"):
+        raise InputError(f"knn_edges: method must be 'auto', 'grid' or 'brute'; got {method!r}")
+    B, L, P = pos.shape
     valid = torch.ones(B, L, dtype=torch.bool, device=pos.device) if mask is None else mask
-    kk = min(k, L if loop else L - 1)
     sources, targets = [], []
-    if kk <= 0:
-        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
     for b in range(B):
-        p, v = pos[b], valid[b]
-        for start in range(0, L, chunk):
-            stop = min(start + chunk, L)
-            d = torch.cdist(p[start:stop], p)  # [q, L]
-            d = d.masked_fill(~v[None, :], float("inf"))
-            if not loop:
-                q = torch.arange(start, stop, device=pos.device)
-                d[q - start, q] = float("inf")
-            dist, idx = d.topk(kk, dim=-1, largest=False)  # [q, kk]
-            keep = torch.isfinite(dist) & v[start:stop, None]
-            tgt = torch.arange(start, stop, device=pos.device)[:, None].expand_as(idx)
-            sources.append(idx[keep] + b * L)
-            targets.append(tgt[keep] + b * L)
+        rows = valid[b].nonzero().squeeze(1)  # [n] the sample's valid points
+        n = rows.numel()
+        kk = min(k, n if loop else n - 1)
+        if kk <= 0:
+            continue
+        p = pos[b, rows]
+        grid = method == "grid" or (method == "auto" and n > chunk)
+        if grid and P != 3:
+            raise InputError(f"knn_edges: method='grid' needs 3D points; got P={P}")
+        idx = _knn_grid(p, kk, loop, chunk) if grid else _knn_brute(p, None, kk, loop, chunk)  # [n, kk]
+        sources.append(rows[idx].reshape(-1) + b * L)
+        targets.append(rows.repeat_interleave(kk) + b * L)
+    if not sources:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
     return torch.stack([torch.cat(sources), torch.cat(targets)])
+
+
+def _knn_brute(p: Tensor, queries: Tensor | None, k: int, loop: bool, chunk: int) -> Tensor:
+    """``[q, k]`` indices of the ``k`` nearest of ``p [n, P]`` to each query row (all rows when
+    ``queries`` is None), from full distance rows, ``chunk`` queries at a time."""
+    queries = torch.arange(p.shape[0], device=p.device) if queries is None else queries
+    out = []
+    for start in range(0, queries.numel(), chunk):
+        q = queries[start:start + chunk]
+        d = torch.cdist(p[q], p)  # [q, n]
+        if not loop:
+            d[torch.arange(q.numel(), device=p.device), q] = float("inf")
+        out.append(d.topk(k, dim=-1, largest=False).indices)
+    return torch.cat(out) if out else queries.new_zeros(0, k)
+
+
+def _knn_grid(p: Tensor, k: int, loop: bool, chunk: int) -> Tensor:
+    """``[n, k]`` exact k nearest neighbours of 3D points ``p [n, 3]`` through a uniform grid.
+
+    Cells of side ``h``, grown from below a surface's point spacing until 95% of a sample of points
+    have at least ``4k`` points in their 3x3x3 block of cells (on a surface, the radius-``h`` ball
+    around a point covers about a third of its block's area); the points sorted by cell; each point's
+    candidates are the points of its 27 surrounding cells. Every point within ``h`` of a point lies
+    in its block, so where the k-th candidate is at most ``h`` away the k candidates found are the
+    true nearest; the other points (sparse regions) are answered by brute force."""
+    n, dev = p.shape[0], p.device
+    lo = p.amin(0)
+    extent = (p.amax(0) - lo).clamp_min(1e-12)
+    d = torch.arange(-1, 2, device=dev)
+    offs = torch.cartesian_prod(d, d, d)  # [27, 3]
+    probe = torch.linspace(0, n - 1, min(n, 512), device=dev).long()  # points whose blocks size h
+    h = float(extent.max()) * (k / n) ** 0.5 / 4  # below a surface's spacing (k points per h^2); grown
+    for _ in range(40):
+        cell = torch.floor((p - lo) / h).long()  # [n, 3]
+        dims = cell.amax(0) + 3
+        key = ((cell[:, 0] + 1) * dims[1] + cell[:, 1] + 1) * dims[2] + cell[:, 2] + 1  # [n], 1-cell margin
+        key_sorted, perm = key.sort()
+        ukeys, counts = torch.unique_consecutive(key_sorted, return_counts=True)
+        step = (offs[:, 0] * dims[1] + offs[:, 1]) * dims[2] + offs[:, 2]  # [27] key offsets
+        nk = key[probe, None] + step
+        at = torch.searchsorted(ukeys, nk).clamp_max(ukeys.numel() - 1)
+        block = torch.where(ukeys[at] == nk, counts[at], torch.zeros_like(at)).sum(1)  # [probe]
+        if float(block.float().quantile(0.05)) >= 4 * k:  # a radius-h ball then holds k for nearly all
+            break
+        h *= 1.5
+    starts = torch.cumsum(counts, 0) - counts
+    M = int(counts.max())
+    slot = torch.arange(M, device=dev)
+    out = torch.empty(n, k, dtype=torch.long, device=dev)
+    far = []
+    rows_per_chunk = max(1, (chunk * 256) // (27 * M))  # about chunk * 256 candidates at a time
+    for s in range(0, n, rows_per_chunk):
+        q = torch.arange(s, min(s + rows_per_chunk, n), device=dev)
+        nk = key[q, None] + step  # [q, 27] neighbour cells
+        at = torch.searchsorted(ukeys, nk).clamp_max(ukeys.numel() - 1)
+        cnt = torch.where(ukeys[at] == nk, counts[at], torch.zeros_like(at))  # [q, 27]
+        cand = perm[(starts[at][..., None] + slot).clamp_max(n - 1)]  # [q, 27, M]
+        ok = slot < cnt[..., None]
+        cand = cand.reshape(q.numel(), -1)
+        dist = (p[cand] - p[q, None]).square().sum(-1)  # [q, 27 M]
+        dist = dist.masked_fill(~ok.reshape(q.numel(), -1), float("inf"))
+        if not loop:
+            dist = dist.masked_fill(cand == q[:, None], float("inf"))
+        best, arg = dist.topk(k, dim=-1, largest=False)  # [q, k]
+        out[q] = cand.gather(1, arg)
+        bad = ~(best[:, -1] <= h * h)  # k-th candidate beyond h (or too few): not proven nearest
+        if bad.any():
+            far.append(q[bad])
+    if far:
+        far = torch.cat(far)
+        out[far] = _knn_brute(p, far, k, loop, chunk)
+    return out
 
 
 # --- dense references -------------------------------------------------------------------------------

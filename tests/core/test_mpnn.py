@@ -141,20 +141,46 @@ def knn_brute(pos, k, mask):
     return pairs
 
 
+@pytest.mark.parametrize("method", ["brute", "grid"])
 @pytest.mark.parametrize("chunk", [3, 2048])
-def test_knn_edges_match_brute_force_and_avoid_padding(chunk):
+def test_knn_edges_match_brute_force_and_avoid_padding(chunk, method):
     gen = torch.Generator().manual_seed(1)
     pos = torch.randn(3, 9, 3, generator=gen, dtype=torch.float64)
     mask = torch.ones(3, 9, dtype=torch.bool)
     mask[1, 6:] = False
     mask[2, 3:] = False  # only 3 valid points: fewer than k others
-    ei = knn_edges(pos, 4, mask, chunk=chunk)
+    ei = knn_edges(pos, 4, mask, chunk=chunk, method=method)
     got = set(map(tuple, ei.t().tolist()))
     assert got == knn_brute(pos, 4, mask)
     assert mask.reshape(-1)[ei].all()
     assert (ei[0] != ei[1]).all()
     counts = torch.bincount(ei[1], minlength=27).view(3, 9)
     assert (counts[0] == 4).all() and (counts[2, :3] == 2).all() and (counts[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("cloud", ["surface", "clustered"])
+def test_grid_knn_equals_brute_force_on_large_clouds(cloud):
+    """The grid search against full distance rows on clouds of a few thousand points: a sphere
+    surface, and dense clusters far apart (sparse regions fall back to brute force), with loops
+    and without; distances compared, so ties cannot make a false failure."""
+    gen = torch.Generator().manual_seed(0)
+    if cloud == "surface":
+        p = torch.randn(3000, 3, generator=gen, dtype=torch.float64)
+        p = p / p.norm(dim=1, keepdim=True)
+    else:
+        centres = torch.randn(5, 3, generator=gen, dtype=torch.float64) * 50
+        p = centres[torch.arange(3000) % 5] + torch.randn(3000, 3, generator=gen, dtype=torch.float64) * 0.3
+        p[:7] = torch.randn(7, 3, generator=gen, dtype=torch.float64) * 200  # isolated points
+    mask = torch.ones(1, 3000, dtype=torch.bool)
+    mask[0, 2900:] = False
+    for loop in (False, True):
+        grid = knn_edges(p[None], 8, mask, loop=loop, method="grid")
+        brute = knn_edges(p[None], 8, mask, loop=loop, method="brute")
+        assert torch.equal(grid[1], brute[1])  # every valid point, 8 neighbours each, same order
+        dg = (p[grid[0]] - p[grid[1]]).norm(dim=1).view(-1, 8).sort(1).values
+        db = (p[brute[0]] - p[brute[1]]).norm(dim=1).view(-1, 8).sort(1).values
+        torch.testing.assert_close(dg, db, rtol=0, atol=1e-12)
+        assert mask.reshape(-1)[grid].all() and ((grid[0] == grid[1]).any() == loop or not loop)
 
 
 def test_mixers_on_point_knn_graph_match_each_cloud_alone():
