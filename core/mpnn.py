@@ -260,8 +260,8 @@ def knn_edges(pos: Tensor, k: int, mask: Tensor | None = None, chunk: int = 2048
     - ``"brute"``: distances from ``chunk`` query points at a time to all (``cdist``, memory
       ``chunk * L``), O(L^2): the reference;
     - ``"grid"`` (3D): :func:`_knn_grid`, candidates from each point's 3x3x3 block of cells of a
-      uniform grid, exact (a point whose k-th candidate lies farther than a cell side falls back
-      to all points), about O(L k).
+      uniform grid, exact (a point whose k-th candidate lies farther than a cell side is searched
+      again with larger cells, finally against all points), about O(L k).
 
     ``"auto"``: the grid for 3D clouds of more than ``chunk`` points, else brute force.
 
@@ -309,61 +309,78 @@ def _knn_brute(p: Tensor, queries: Tensor | None, k: int, loop: bool, chunk: int
     return torch.cat(out) if out else queries.new_zeros(0, k)
 
 
+def _cells(p: Tensor, lo: Tensor, h: float):
+    """Points sorted into cubic cells of side ``h``: ``(key [n], perm [n], keys [U], counts [U],
+    starts [U], step [27])``: each point's cell key (a one-cell margin, so neighbour keys never
+    wrap), the order that sorts the points by cell, the occupied cells, their sizes and first
+    positions in that order, and the key offsets of the 27 cells of a 3x3x3 block."""
+    cell = torch.floor((p - lo) / h).long()  # [n, 3]
+    dims = cell.amax(0) + 3
+    key = ((cell[:, 0] + 1) * dims[1] + cell[:, 1] + 1) * dims[2] + cell[:, 2] + 1
+    key_sorted, perm = key.sort()
+    keys, counts = torch.unique_consecutive(key_sorted, return_counts=True)
+    d = torch.arange(-1, 2, device=p.device)
+    offs = torch.cartesian_prod(d, d, d)  # [27, 3]
+    step = (offs[:, 0] * dims[1] + offs[:, 1]) * dims[2] + offs[:, 2]
+    return key, perm, keys, counts, torch.cumsum(counts, 0) - counts, step
+
+
+def _block(key: Tensor, keys: Tensor, counts: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
+    """``(at [q, 27], cnt [q, 27])``: for points of cell ``key [q]``, the index of each of their 27
+    block cells among the occupied ``keys`` and its point count (0 where the cell is empty)."""
+    nk = key[:, None] + step
+    at = torch.searchsorted(keys, nk).clamp_max(keys.numel() - 1)
+    return at, torch.where(keys[at] == nk, counts[at], torch.zeros_like(at))
+
+
 def _knn_grid(p: Tensor, k: int, loop: bool, chunk: int) -> Tensor:
     """``[n, k]`` exact k nearest neighbours of 3D points ``p [n, 3]`` through a uniform grid.
 
     Cells of side ``h``, grown from below a surface's point spacing until 95% of a sample of points
     have at least ``4k`` points in their 3x3x3 block of cells (on a surface, the radius-``h`` ball
-    around a point covers about a third of its block's area); the points sorted by cell; each point's
-    candidates are the points of its 27 surrounding cells. Every point within ``h`` of a point lies
-    in its block, so where the k-th candidate is at most ``h`` away the k candidates found are the
-    true nearest; the other points (sparse regions) are answered by brute force."""
+    around a point covers about a third of its block's area); each point's candidates are the
+    points of its block. Every point within ``h`` of a point lies in its block, so where the k-th
+    candidate is at most ``h`` away the k found are the true nearest. The points not proven so
+    (sparse regions) are searched again with cells twice as large, up to four times, and the
+    few left after that by full distance rows."""
     n, dev = p.shape[0], p.device
     lo = p.amin(0)
     extent = (p.amax(0) - lo).clamp_min(1e-12)
-    d = torch.arange(-1, 2, device=dev)
-    offs = torch.cartesian_prod(d, d, d)  # [27, 3]
     probe = torch.linspace(0, n - 1, min(n, 512), device=dev).long()  # points whose blocks size h
     h = float(extent.max()) * (k / n) ** 0.5 / 4  # below a surface's spacing (k points per h^2); grown
     for _ in range(40):
-        cell = torch.floor((p - lo) / h).long()  # [n, 3]
-        dims = cell.amax(0) + 3
-        key = ((cell[:, 0] + 1) * dims[1] + cell[:, 1] + 1) * dims[2] + cell[:, 2] + 1  # [n], 1-cell margin
-        key_sorted, perm = key.sort()
-        ukeys, counts = torch.unique_consecutive(key_sorted, return_counts=True)
-        step = (offs[:, 0] * dims[1] + offs[:, 1]) * dims[2] + offs[:, 2]  # [27] key offsets
-        nk = key[probe, None] + step
-        at = torch.searchsorted(ukeys, nk).clamp_max(ukeys.numel() - 1)
-        block = torch.where(ukeys[at] == nk, counts[at], torch.zeros_like(at)).sum(1)  # [probe]
+        key, perm, keys, counts, starts, step = _cells(p, lo, h)
+        block = _block(key[probe], keys, counts, step)[1].sum(1)  # [probe]
         if float(block.float().quantile(0.05)) >= 4 * k:  # a radius-h ball then holds k for nearly all
             break
         h *= 1.5
-    starts = torch.cumsum(counts, 0) - counts
-    M = int(counts.max())
-    slot = torch.arange(M, device=dev)
     out = torch.empty(n, k, dtype=torch.long, device=dev)
-    far = []
-    rows_per_chunk = max(1, (chunk * 256) // (27 * M))  # about chunk * 256 candidates at a time
-    for s in range(0, n, rows_per_chunk):
-        q = torch.arange(s, min(s + rows_per_chunk, n), device=dev)
-        nk = key[q, None] + step  # [q, 27] neighbour cells
-        at = torch.searchsorted(ukeys, nk).clamp_max(ukeys.numel() - 1)
-        cnt = torch.where(ukeys[at] == nk, counts[at], torch.zeros_like(at))  # [q, 27]
-        cand = perm[(starts[at][..., None] + slot).clamp_max(n - 1)]  # [q, 27, M]
-        ok = slot < cnt[..., None]
-        cand = cand.reshape(q.numel(), -1)
-        dist = (p[cand] - p[q, None]).square().sum(-1)  # [q, 27 M]
-        dist = dist.masked_fill(~ok.reshape(q.numel(), -1), float("inf"))
-        if not loop:
-            dist = dist.masked_fill(cand == q[:, None], float("inf"))
-        best, arg = dist.topk(k, dim=-1, largest=False)  # [q, k]
-        out[q] = cand.gather(1, arg)
-        bad = ~(best[:, -1] <= h * h)  # k-th candidate beyond h (or too few): not proven nearest
-        if bad.any():
-            far.append(q[bad])
-    if far:
-        far = torch.cat(far)
-        out[far] = _knn_brute(p, far, k, loop, chunk)
+    queries = torch.arange(n, device=dev)
+    for attempt in range(5):
+        if attempt:
+            h *= 2
+            key, perm, keys, counts, starts, step = _cells(p, lo, h)
+        M = int(counts.max())
+        slot = torch.arange(M, device=dev)
+        far = []
+        rows_per_chunk = max(1, (chunk * 256) // (27 * M))  # about chunk * 256 candidates at a time
+        for s in range(0, queries.numel(), rows_per_chunk):
+            q = queries[s:s + rows_per_chunk]
+            at, cnt = _block(key[q], keys, counts, step)  # [q, 27]
+            cand = perm[(starts[at][..., None] + slot).clamp_max(n - 1)].reshape(q.numel(), -1)  # [q, 27 M]
+            dist = (p[cand] - p[q, None]).square().sum(-1)  # [q, 27 M]
+            dist = dist.masked_fill(~(slot < cnt[..., None]).reshape(q.numel(), -1), float("inf"))
+            if not loop:
+                dist = dist.masked_fill(cand == q[:, None], float("inf"))
+            best, arg = dist.topk(k, dim=-1, largest=False)  # [q, k]
+            out[q] = cand.gather(1, arg)
+            bad = ~(best[:, -1] <= h * h)  # k-th candidate beyond h (or too few): not proven nearest
+            if bad.any():
+                far.append(q[bad])
+        if not far:
+            return out
+        queries = torch.cat(far)
+    out[queries] = _knn_brute(p, queries, k, loop, chunk)
     return out
 
 
