@@ -61,7 +61,9 @@ Suites:
   (2) kNN graphs (k = 16) of the same clouds: ``glocal.core.mpnn.knn_edges`` against open3d's
   ``KDTreeFlann.search_knn_vector_3d`` per point, side by side; (3) the share of one training step
   of ``configs/points/shapes_local_global.py`` (batch 8 x 1,024 points) spent serialising and grid
-  pooling (profiler self time of those functions over the step).
+  pooling (profiler self time of those functions over the step); (4) one training step of
+  ``configs/points/scenes_local_global.py`` (the small PTv3 U-Net) on 100,000 points (four generated
+  scenes side by side): time, peak tensor memory and the process's maximum RSS.
 
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
 ``pandas.read_csv(path, comment="#")``):
@@ -1252,6 +1254,42 @@ def _serialization_share(args, w: Writer):
               if ms else "no profiler scope of this name was recorded")
 
 
+def _large_scene_step(args, w: Writer):
+    """One training step of the scene-segmentation model on a 100K-point cloud (``--quick``: 5K)."""
+    import resource
+
+    from glocal.modalities.points import PointScenes
+    from glocal.tasks.api import build_model
+
+    n = 5_000 if args.quick else 100_000
+    scenes = PointScenes(split="val", features=("coords", "normals"))
+    parts = []
+    for i in range(4):
+        s = scenes[i]
+        coords = s["coords"].clone()
+        coords[:, 0] += 9.0 * i  # the 8 m scenes side by side
+        parts.append((coords, s["normals"], s["labels"]))
+    coords, normals, labels = (torch.cat([p[j] for p in parts])[:n] for j in range(3))
+    n = coords.shape[0]
+    model = build_model(os.path.join(ROOT, "configs", "points", "scenes_local_global.py")).train()
+    batch = dict(inputs=torch.cat([coords, normals], 1)[None].float(), pos=coords[None].float(),
+                 mask=torch.ones(1, n, dtype=torch.bool), data_samples=dict(seg=labels[None]))
+
+    def step():
+        data = model.data_preprocessor(batch, True)
+        sum(v for k, v in model(**data, mode="loss").items() if "loss" in k).backward()
+        model.zero_grad(set_to_none=True)
+
+    t0 = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    peak = peak_memory_mb(step)
+    w.add(component="PTv3 U-Net training step (configs/points/scenes_local_global.py)",
+          config=f"{sum(p.numel() for p in model.parameters()):,} params", input_size=f"{n} points", batch=1,
+          fwdbwd_ms=1e3 * seconds, peak_mb=peak, note=f"process max RSS {rss:.0f} MB (whole run so far)")
+
+
 def suite_points(args, w: Writer):
     sizes = [1024, 2048, 4096] if args.quick else [8192 * 2 ** i for i in range(5)]  # 8K .. 128K
     dim, patch = (16, 128) if args.quick else (64, 1024)
@@ -1281,6 +1319,7 @@ def suite_points(args, w: Writer):
         w.add(ours, ro, peer="open3d KDTreeFlann", ratio_to_peer=rp.fwd_ms / ro.fwd_ms)
         w.add(peer, rp, note="peer")
     _serialization_share(args, w)
+    _large_scene_step(args, w)
     return {"SerializedAttention": points}
 
 

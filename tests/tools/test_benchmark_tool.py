@@ -156,3 +156,5 @@ def test_points_quick_sweeps_attention_knn_and_the_serialization_share(tmp_path)
     share = {r["component"]: r["note"] for r in rows if r["component"].startswith("PTv3 training step")}
     assert set(share) == {"PTv3 training step: glocal.serialize", "PTv3 training step: glocal.grid_pool"}
     assert all("% of the step" in note for note in share.values()), share
+    big, = (r for r in rows if r["component"].startswith("PTv3 U-Net training step"))
+    assert big["input_size"] == "5000 points" and float(big["peak_mb"]) > 0 and "RSS" in big["note"]
