@@ -14,11 +14,7 @@ from glocal.core.errors import DataError, DatasetNotFoundError, InputError
 from glocal.modalities.points.io import (check_labels, check_points, data_root, read_mesh, read_points,
                                          sample_surface, write_points)
 
-try:
-    ROOT = data_root()
-except DatasetNotFoundError:
-    ROOT = None
-needs_cgal = pytest.mark.skipif(ROOT is None, reason="CGAL's demo data is absent: bash tools/setup.sh")
+ROOT = data_root()  # tools/setup.sh unpacks CGAL's data; a broken setup fails here, naming the fix
 
 
 def cloud(n=50, seed=0):
@@ -31,7 +27,6 @@ def cloud(n=50, seed=0):
 # ------------------------------------------------------------------------------------------------
 # the real files
 # ------------------------------------------------------------------------------------------------
-@needs_cgal
 def test_cgal_data_is_unpacked():
     assert (ROOT / "points_3" / "b9_training.ply").is_file()
     assert (ROOT / "examples" / "Point_set_processing_3" / "data" / "urban.las").is_file()
@@ -50,7 +45,6 @@ def test_data_root_missing_says_to_run_setup(tmp_path, monkeypatch):
     assert data_root() == tmp_path / "mine"
 
 
-@needs_cgal
 def test_b9_training_ply_counts_labels_colours_and_offset():
     c = read_points(ROOT / "points_3" / "b9_training.ply")
     assert c["coords"].shape == (22300, 3) and c["coords"].dtype == torch.float32
@@ -66,7 +60,6 @@ def test_b9_training_ply_counts_labels_colours_and_offset():
     assert np.abs(c["coords"].numpy().astype(np.float64) + c["offset"] - exact).max() < 1e-5
 
 
-@needs_cgal
 def test_urban_las_counts_classes_and_intensity():
     c = read_points(ROOT / "examples" / "Point_set_processing_3" / "data" / "urban.las")
     assert c["coords"].shape == (13511, 3)
@@ -76,14 +69,12 @@ def test_urban_las_counts_classes_and_intensity():
     assert c["offset"][1] > 4e6 and float(c["coords"].max()) < 200
 
 
-@needs_cgal
 def test_building_ply_keeps_normals_and_custom_properties():
     c = read_points(ROOT / "points_3" / "building.ply")
     assert c["coords"].shape == (100000, 3) and c["normals"].shape == (100000, 3)
     assert c["extra"]["segment_index"].shape == (100000,) and "labels" not in c
 
 
-@needs_cgal
 @pytest.mark.parametrize("name", ["kitten.xyz", "sphere_20k_normal.xyz", "radar.xyz", "kitten.off"])
 def test_xyz_scans_and_a_point_only_off(name):
     c = read_points(ROOT / "points_3" / name)
@@ -91,7 +82,6 @@ def test_xyz_scans_and_a_point_only_off(name):
     assert ("normals" in c) == (name in ("kitten.xyz", "sphere_20k_normal.xyz"))
 
 
-@needs_cgal
 def test_off_mesh_sampling_is_seeded_and_on_the_surface():
     path = ROOT / "meshes" / "cube.off"
     a, b = read_points(path, sample=500, seed=3), read_points(path, sample=500, seed=3)
