@@ -1219,6 +1219,13 @@ def _knn_open3d(points: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _training_step(model: nn.Module, batch: dict) -> None:
+    """One loss + backward of a task model on a collated batch, gradients dropped after."""
+    data = model.data_preprocessor(batch, True)
+    sum(v for k, v in model(**data, mode="loss").items() if "loss" in k).backward()
+    model.zero_grad(set_to_none=True)
+
+
 def _serialization_share(args, w: Writer):
     """Profiler self time of serialisation and grid pooling over one training step of the shape model."""
     from torch.profiler import ProfilerActivity, profile
@@ -1231,10 +1238,7 @@ def _serialization_share(args, w: Writer):
     batch = dict(inputs=pos.clone(), pos=pos, mask=torch.ones(B, L, dtype=torch.bool),
                  data_samples=dict(label=torch.zeros(B, dtype=torch.long)))
 
-    def step():
-        data = model.data_preprocessor(batch, True)
-        sum(v for k, v in model(**data, mode="loss").items() if "loss" in k).backward()
-
+    step = functools.partial(_training_step, model, batch)
     step()
     t0 = time.perf_counter()
     step()
@@ -1275,11 +1279,7 @@ def _large_scene_step(args, w: Writer):
     batch = dict(inputs=torch.cat([coords, normals], 1)[None].float(), pos=coords[None].float(),
                  mask=torch.ones(1, n, dtype=torch.bool), data_samples=dict(seg=labels[None]))
 
-    def step():
-        data = model.data_preprocessor(batch, True)
-        sum(v for k, v in model(**data, mode="loss").items() if "loss" in k).backward()
-        model.zero_grad(set_to_none=True)
-
+    step = functools.partial(_training_step, model, batch)
     t0 = time.perf_counter()
     step()
     seconds = time.perf_counter() - t0
