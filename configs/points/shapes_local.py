@@ -6,7 +6,7 @@
 # 4,831,220 parameters (shapes_local_global.py: 5,016,084; shapes_global.py: 4,806,196).
 _base_ = ['../_base_/default_runtime.py']
 
-epochs = 20
+epochs = 8
 classes = 20
 
 model = dict(
@@ -21,9 +21,9 @@ model = dict(
     loss=dict(type='CrossEntropyLoss', label_smoothing=0.1),
 )
 
-shapes = dict(type='ShapeClassification', points=1024)
+shapes = dict(type='ShapeClassification', points=512)
 train_dataloader = dict(
-    batch_size=32,
+    batch_size=16,
     num_workers=0,
     sampler=dict(type='SeededSampler', shuffle=True),
     dataset=dict(shapes, split='train', transforms=[
@@ -39,7 +39,7 @@ test_dataloader = dict(val_dataloader, dataset=dict(shapes, split='test'))
 val_evaluator = dict(type='Accuracy', topk=(1,), mean_class=True)  # top1 = overall accuracy; mAcc
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05), clip_grad=dict(max_norm=5.0))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05), clip_grad=dict(max_norm=5.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=epochs, eta_min=1e-5, convert_to_iter_based=True),
