@@ -82,10 +82,11 @@ def test_scenes_ablations_match_in_size():
     assert max(counts.values()) / min(counts.values()) < 1.10, counts
 
 
-def test_point_ablations_match_in_size():
-    """Local-only, global-only and local+global point models: within 10% in size."""
+@pytest.mark.parametrize("family", ["shapes", "scenes", "lidar_b9", "lidar_urban"])
+def test_point_ablations_match_in_size(family):
+    """Local-only, global-only and local+global point models of each task: within 10% in size."""
     root = Path(__file__).parents[2] / "configs" / "points"
-    counts = {n: sum(p.numel() for p in build_model(load_config(root / f"shapes_{n}.py")).parameters())
+    counts = {n: sum(p.numel() for p in build_model(load_config(root / f"{family}_{n}.py")).parameters())
               for n in ("local", "global", "local_global")}
     assert max(counts.values()) / min(counts.values()) < 1.10, counts
 
