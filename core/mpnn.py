@@ -342,7 +342,13 @@ def _knn_grid(p: Tensor, k: int, loop: bool, chunk: int) -> Tensor:
     points of its block. Every point within ``h`` of a point lies in its block, so where the k-th
     candidate is at most ``h`` away the k found are the true nearest. The points not proven so
     (sparse regions) are searched again with cells twice as large, up to four times, and the
-    few left after that by full distance rows."""
+    few left after that by full distance rows.
+
+    The work is laid out for gathers of contiguous memory: the points are sorted by cell, each
+    cell's candidate list (the concatenated index ranges of its 27 block cells) is built once for
+    all its points, and the queries go in order of their block's size, ``chunk * 256`` candidate
+    distances at a time, each chunk padded only to its own largest block (an empty slot points at
+    a sentinel at infinity)."""
     n, dev = p.shape[0], p.device
     lo = p.amin(0)
     extent = (p.amax(0) - lo).clamp_min(1e-12)
@@ -355,32 +361,58 @@ def _knn_grid(p: Tensor, k: int, loop: bool, chunk: int) -> Tensor:
             break
         h *= 1.5
     out = torch.empty(n, k, dtype=torch.long, device=dev)
-    queries = torch.arange(n, device=dev)
+    todo = None  # first pass: every point
     for attempt in range(5):
         if attempt:
             h *= 2
             key, perm, keys, counts, starts, step = _cells(p, lo, h)
-        M = int(counts.max())
-        slot = torch.arange(M, device=dev)
-        far = []
-        rows_per_chunk = max(1, (chunk * 256) // (27 * M))  # about chunk * 256 candidates at a time
-        for s in range(0, queries.numel(), rows_per_chunk):
-            q = queries[s:s + rows_per_chunk]
-            at, cnt = _block(key[q], keys, counts, step)  # [q, 27]
-            cand = perm[(starts[at][..., None] + slot).clamp_max(n - 1)].reshape(q.numel(), -1)  # [q, 27 M]
-            dist = (p[cand] - p[q, None]).square().sum(-1)  # [q, 27 M]
-            dist = dist.masked_fill(~(slot < cnt[..., None]).reshape(q.numel(), -1), float("inf"))
+        sentinel = p.new_full((1,), float("inf"))
+        xs, ys, zs = (torch.cat([p[perm, d], sentinel]) for d in range(3))  # [n + 1] coordinates by cell
+        at, cnt = _block(keys, keys, counts, step)  # [U, 27] each occupied cell's block
+        ends = cnt.cumsum(1)  # [U, 27] end of each block cell's range in the cell's candidate list
+        total = ends[:, -1]  # [U] candidates per cell
+        if todo is None:
+            qs = torch.arange(n, device=dev)  # positions in cell order
+            qcell = torch.repeat_interleave(torch.arange(keys.numel(), device=dev), counts)
+        else:
+            rank = torch.empty_like(perm)
+            rank[perm] = torch.arange(n, device=dev)
+            qs = rank[todo].sort().values
+            qcell = torch.searchsorted(starts, qs, right=True) - 1
+        order = total[qcell].argsort(stable=True)  # by block size; a cell's points stay together
+        qs, qcell = qs[order], qcell[order]
+        qtot = total[qcell]
+        far, s, budget = [], 0, chunk * 256
+        while s < qs.numel():
+            e = min(qs.numel(), s + max(1, budget // max(1, int(qtot[s]))))
+            e = min(qs.numel(), s + max(1, budget // max(1, int(qtot[e - 1]))))  # padded to the chunk's largest
+            q, T = qs[s:e], max(k, int(qtot[e - 1]))  # at least k slots: a sparse block pads with the sentinel
+            cells, ci = torch.unique_consecutive(qcell[s:e], return_inverse=True)
+            slot = torch.arange(T, device=dev)
+            j = torch.searchsorted(ends[cells], slot.expand(cells.numel(), T).contiguous(), right=True)
+            j = j.clamp_max(26)  # [u, T] which block cell a slot falls in
+            src = starts[at[cells].gather(1, j)] + slot - (ends[cells].gather(1, j) - cnt[cells].gather(1, j))
+            src = torch.where(slot < total[cells][:, None], src, n)  # [u, T] candidate positions; n: sentinel
+            cand = src[ci]  # [q, T]
+            dx = xs[cand] - xs[q, None]
+            dist = dx * dx
+            dy = ys[cand] - ys[q, None]
+            dist.addcmul_(dy, dy)
+            dz = zs[cand] - zs[q, None]
+            dist.addcmul_(dz, dz)  # [q, T] squared distances, inf at the sentinel
             if not loop:
-                dist = dist.masked_fill(cand == q[:, None], float("inf"))
+                dist.masked_fill_(cand == q[:, None], float("inf"))
             best, arg = dist.topk(k, dim=-1, largest=False)  # [q, k]
-            out[q] = cand.gather(1, arg)
+            rows = perm[q]
+            out[rows] = perm[cand.gather(1, arg).clamp_max(n - 1)]
             bad = ~(best[:, -1] <= h * h)  # k-th candidate beyond h (or too few): not proven nearest
             if bad.any():
-                far.append(q[bad])
+                far.append(rows[bad])
+            s = e
         if not far:
             return out
-        queries = torch.cat(far)
-    out[queries] = _knn_brute(p, queries, k, loop, chunk)
+        todo = torch.cat(far)
+    out[todo] = _knn_brute(p, todo, k, loop, chunk)
     return out
 
 

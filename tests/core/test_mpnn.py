@@ -158,11 +158,13 @@ def test_knn_edges_match_brute_force_and_avoid_padding(chunk, method):
     assert (counts[0] == 4).all() and (counts[2, :3] == 2).all() and (counts[~mask] == 0).all()
 
 
+@pytest.mark.parametrize("chunk", [2048, 2])
 @pytest.mark.parametrize("cloud", ["surface", "clustered"])
-def test_grid_knn_equals_brute_force_on_large_clouds(cloud):
+def test_grid_knn_equals_brute_force_on_large_clouds(cloud, chunk):
     """The grid search against full distance rows on clouds of a few thousand points: a sphere
     surface, and dense clusters far apart (sparse regions fall back to brute force), with loops
-    and without; distances compared, so ties cannot make a false failure."""
+    and without, in one chunk and in many (each padded to its own largest block); distances
+    compared, so ties cannot make a false failure."""
     gen = torch.Generator().manual_seed(0)
     if cloud == "surface":
         p = torch.randn(3000, 3, generator=gen, dtype=torch.float64)
@@ -174,7 +176,7 @@ def test_grid_knn_equals_brute_force_on_large_clouds(cloud):
     mask = torch.ones(1, 3000, dtype=torch.bool)
     mask[0, 2900:] = False
     for loop in (False, True):
-        grid = knn_edges(p[None], 8, mask, loop=loop, method="grid")
+        grid = knn_edges(p[None], 8, mask, loop=loop, method="grid", chunk=chunk)
         brute = knn_edges(p[None], 8, mask, loop=loop, method="brute")
         assert torch.equal(grid[1], brute[1])  # every valid point, 8 neighbours each, same order
         dg = (p[grid[0]] - p[grid[1]]).norm(dim=1).view(-1, 8).sort(1).values
