@@ -15,6 +15,7 @@ model = dict(
     backbone=dict(type='PointTransformerV3', in_dim=4, grid_size=1.0, stride=(2, 2, 2), enc_depths=(1, 1, 2, 1),
                   enc_channels=(32, 64, 128, 256), enc_heads=(2, 4, 8, 16), enc_patch=128, dec_depths=(1, 1, 1),
                   dec_channels=(32, 64, 128), dec_heads=(2, 4, 8), dec_patch=128, mlp_ratio=5.0, drop_path_rate=0.1,
+                  bn_momentum=0.1,  # BatchNorm statistics that keep up with a short schedule
                   local=None,
                   global_=dict(type='Mamba', direction='order_bidirectional')),
     head=dict(type='TokenHead', num_classes=len(classes), drop=0.0),

@@ -28,7 +28,7 @@ model = dict(
     adapter=dict(type='PointStem', in_dim=3),
     backbone=dict(type='PointTransformerV3', in_dim=3, grid_size=0.08, stride=(2, 2, 2), enc_depths=(1, 1, 2, 1),
                   enc_channels=(32, 64, 128, 256), enc_heads=(2, 4, 8, 16), enc_patch=128, dec_depths=(),
-                  mlp_ratio=4.0, drop_path_rate=0.1,
+                  mlp_ratio=4.0, drop_path_rate=0.1, bn_momentum=0.1,
                   local=dict(type='SerializedAttention'),
                   global_=dict(type='Mamba', direction='order_bidirectional')),
     head=dict(type='ClsHead', num_classes=classes, drop=0.1),

@@ -103,10 +103,11 @@ class PointEmbedding(nn.Module):
     """PTv3's embedding: ``SubMConv3d(in, dim, kernel, bias=False) -> BatchNorm -> GELU`` over the
     valid tokens (padding zero)."""
 
-    def __init__(self, in_dim: int, dim: int, kernel: int = 5, grid_size: float | None = None):
+    def __init__(self, in_dim: int, dim: int, kernel: int = 5, grid_size: float | None = None,
+                 bn_momentum: float = 0.01):
         super().__init__()
         self.conv = SubMConv3d(in_dim, dim, kernel, bias=False, grid_size=grid_size)
-        self.norm = point_batch_norm(dim)
+        self.norm = point_batch_norm(dim, bn_momentum)
         self.act = nn.GELU()
 
     def forward(self, tokens: Tokens) -> Tokens:
@@ -159,6 +160,9 @@ class PTv3Config:
     global_: Any = None
     composition: str = "sequential"  # of local and global_ ("parallel": one summed residual step)
     pool_reduce: str = "max"
+    # BatchNorm momentum of the embedding and the (un)pooling layers: Pointcept's 0.01 suits its long
+    # schedules; a run of a few hundred steps needs 0.1 (see grid_pool.point_batch_norm)
+    bn_momentum: float = 0.01
 
 
 class PointTransformerV3(nn.Module):
@@ -196,7 +200,8 @@ class PointTransformerV3(nn.Module):
         self.cfg = cfg
         self.in_dim = cfg.in_dim
         self.orders = tuple(cfg.orders)
-        self.embedding = PointEmbedding(cfg.in_dim, enc_channels[0], cfg.embed_kernel, cfg.grid_size)
+        self.embedding = PointEmbedding(cfg.in_dim, enc_channels[0], cfg.embed_kernel, cfg.grid_size, cfg.bn_momentum)
+        bn = dict(type="BatchNorm", momentum=cfg.bn_momentum)
 
         rates = _linspace(cfg.drop_path_rate, sum(cfg.enc_depths))
         self.down = nn.ModuleList()
@@ -205,7 +210,7 @@ class PointTransformerV3(nn.Module):
         for s, depth in enumerate(cfg.enc_depths):
             if s > 0:
                 self.down.append(GridPooling(enc_channels[s - 1], enc_channels[s], stride=cfg.stride[s - 1],
-                                             reduce=cfg.pool_reduce, orders=self.orders,
+                                             reduce=cfg.pool_reduce, norm=bn, orders=self.orders,
                                              shuffle_orders=cfg.shuffle_orders))
             self.enc.append(self._stage(enc_channels[s], depth, enc_heads[s], enc_patch[s],
                                         rates[start:start + depth]))
@@ -220,7 +225,7 @@ class PointTransformerV3(nn.Module):
             rates = _linspace(cfg.drop_path_rate, sum(cfg.dec_depths))
             for s in range(D):  # level s: unpool from level s + 1, then blocks (index = level)
                 lo = sum(cfg.dec_depths[:s])
-                self.up.append(GridUnpooling(dec_channels[s + 1], enc_channels[s], dec_channels[s]))
+                self.up.append(GridUnpooling(dec_channels[s + 1], enc_channels[s], dec_channels[s], norm=bn))
                 self.dec.append(self._stage(dec_channels[s], cfg.dec_depths[s], dec_heads[s], dec_patch[s],
                                             rates[lo:lo + cfg.dec_depths[s]][::-1]))
             self.dims = [dec_channels[0]]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from glocal.core import ClusterUndo, Mamba, Tokens
-from glocal.core.models.ptv3 import PointBlock, PointTransformerV3, PTv3Config, ptv3_base
+from glocal.core.models.ptv3 import PointBlock, PointTransformerV3, PTv3Config, ptv3_base, ptv3_small
 from glocal.core.registry import BACKBONES
 from glocal.core.serialized_attention import SerializedAttention, patch_table, serialized_attention_reference
 
@@ -180,3 +180,15 @@ def test_a_global_mixer_per_block_by_config():
     assert torch.isfinite(out.last.x).all()
     every = BACKBONES.build(dict(type="ptv3_small", global_=dict(type="LinearAttention", heads=2), grid_size=0.05))
     assert all(b.block.global_ is not None for b in every.modules() if isinstance(b, PointBlock))
+
+
+def test_batch_norm_momentum_by_config():
+    """Pointcept's momentum 0.01 by default; ``bn_momentum`` reaches the embedding, every pooling and
+    every unpooling norm (short schedules need 0.1: the running statistics must keep up)."""
+    def momenta(model):
+        return {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)}
+
+    assert momenta(ptv3_small()) == {0.01}
+    model = ptv3_small(bn_momentum=0.1)
+    assert momenta(model) == {0.1}
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == 1 + len(model.down) + 2 * len(model.up)
