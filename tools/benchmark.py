@@ -1291,6 +1291,25 @@ def _large_scene_step(args, w: Writer):
 
 
 def suite_points(args, w: Writer):
+    """Four parts, each selectable with ``--match``: ``attention`` (serialized attention 8K-128K),
+    ``knn`` (against open3d), ``share`` (serialisation and pooling in a step), ``scene`` (the
+    100K-point step)."""
+    def wanted(part: str) -> bool:
+        return not args.match or part in args.match
+
+    points = []
+    if wanted("attention"):
+        points = _serialized_scaling(args, w)
+    if wanted("knn"):
+        _knn_vs_open3d(args, w)
+    if wanted("share"):
+        _serialization_share(args, w)
+    if wanted("scene"):
+        _large_scene_step(args, w)
+    return {"SerializedAttention": points}
+
+
+def _serialized_scaling(args, w: Writer) -> list:
     sizes = [1024, 2048, 4096] if args.quick else [8192 * 2 ** i for i in range(5)]  # 8K .. 128K
     dim, patch = (16, 128) if args.quick else (64, 1024)
     points = []
@@ -1306,10 +1325,15 @@ def suite_points(args, w: Writer):
           slope_fwd=loglog_slope(xs, [p[1].fwd_ms for p in points]),
           slope_fwdbwd=loglog_slope(xs, [p[1].fwdbwd_ms for p in points]),
           slope_mem=loglog_slope(xs, [p[1].peak_mb for p in points]))
+    return points
+
+
+def _knn_vs_open3d(args, w: Writer):
+    """``knn_edges`` (k = 16) against open3d's KDTreeFlann on the same sphere surfaces, 8K-128K."""
     from glocal.core.mpnn import knn_edges
 
     k = 16
-    for n in sizes[:3]:
+    for n in [1024, 2048, 4096] if args.quick else [8192 * 2 ** i for i in range(5)]:
         cloud = sphere_cloud(n)
         ours = Subject(f"glocal knn_edges (k={k})", Fn(lambda c=cloud: knn_edges(c[None], k)), (), backward=False,
                        input_size=f"{n} points", macs=None)
@@ -1318,9 +1342,6 @@ def suite_points(args, w: Writer):
         ro, rp = measure([ours, peer], max(1, args.repeats // 2), args.warmup, budget_s=20.0)
         w.add(ours, ro, peer="open3d KDTreeFlann", ratio_to_peer=rp.fwd_ms / ro.fwd_ms)
         w.add(peer, rp, note="peer")
-    _serialization_share(args, w)
-    _large_scene_step(args, w)
-    return {"SerializedAttention": points}
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -1339,7 +1360,8 @@ def parse_args(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", help="scaling: sequence lengths (default 1K..64K)")
     p.add_argument("--full-cap", type=int, help="scaling: largest L for full attention (default 16384)")
     p.add_argument("--max-step-s", type=float, default=60.0, help="scaling: stop a sweep after a step this long")
-    p.add_argument("--match", nargs="+", help="scaling: sweep only mixers whose label contains one of these")
+    p.add_argument("--match", nargs="+", help="scaling: sweep only mixers whose label contains one of these; "
+                   "speech: encoders; points: parts (attention, knn, share, scene)")
     p.add_argument("--only", nargs="+", choices=list(PEERS), help="peers: run only these comparisons")
     p.add_argument("--bucket-sizes", type=int, nargs="+",
                    help="collate: BucketBatchSampler bucket sizes (default 2 10 50 and the whole epoch)")

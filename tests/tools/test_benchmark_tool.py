@@ -158,3 +158,15 @@ def test_points_quick_sweeps_attention_knn_and_the_serialization_share(tmp_path)
     assert all("% of the step" in note for note in share.values()), share
     big, = (r for r in rows if r["component"].startswith("PTv3 U-Net training step"))
     assert big["input_size"] == "5000 points" and float(big["peak_mb"]) > 0 and "RSS" in big["note"]
+
+
+def test_points_parts_by_match(tmp_path):
+    out = tmp_path / "knn.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert _load_tool().main(["--suite", "points", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--match", "knn", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    components = {r["component"].split(" (")[0] for r in read_rows(out)}
+    assert components - {"dense fp32 GEMM"} == {"glocal knn_edges", "open3d KDTreeFlann"}, components  # + the calibration row
