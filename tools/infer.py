@@ -17,6 +17,9 @@ Examples, one per modality::
     # audio: keyword spotting (a class per file) and CTC sentence recognition (a transcript)
     python tools/infer.py configs/audio/kws_conformer.py kws.pth yes.wav left.flac --out results.json
     python tools/infer.py configs/audio/ctc_conformer.py ctc.pth sentence.wav
+    # point clouds: a shape class per mesh or cloud; per-point labels of a LiDAR tile as a .ply
+    python tools/infer.py configs/points/shapes_local_global.py shapes.pth chair.off scan.ply
+    python tools/infer.py configs/points/lidar_b9_local_global.py lidar.pth tile.las --out-dir seg/
 
 CHECKPOINT is an mmengine ``.pth`` checkpoint (read with ``weights_only=True``) or a
 ``.safetensors`` file of ``tools/export.py``; weights that do not fit the config's model are an
@@ -45,7 +48,9 @@ holds decides the line printed:
 - ``pred_text`` (CTC): the transcript;
 - ``pred_seg`` (per-pixel classes): a PNG of the label map in ``--out-dir`` (pixel value = class,
   with a colour palette; resized back to the file's own size when the dataset resized it), its
-  path and the class histogram.
+  path and the class histogram; for a point cloud, a ``.ply`` in ``--out-dir`` of the points the
+  model saw (in its frame: shifted as the dataset shifts them; in the file's order unless the test
+  transforms subsample) with a ``label`` per point, its path and the class histogram.
 
 ``--out results.json`` writes every input's prediction (or its error) as JSON.
 
@@ -341,6 +346,13 @@ def _png_name(source: str, taken: set) -> str:
     return name
 
 
+def _point_coords(item: Item, n: int):
+    """``[n, 3]`` coordinates of a point-cloud sample with ``n`` predictions, else None."""
+    coords = (item.sample or {}).get("coords")
+    coords = None if coords is None else _as_array(coords)
+    return coords if coords is not None and coords.ndim == 2 and coords.shape == (n, 3) else None
+
+
 def show_label_map(item: Item, labels: Labels, out_dir: Path, taken: set, **_) -> tuple[str, dict]:
     from PIL import Image
 
@@ -367,6 +379,13 @@ def show_label_map(item: Item, labels: Labels, out_dir: Path, taken: set, **_) -
         where = f"label map {W}x{H} -> {path}; "
         record.update(png=str(path), shape=[H, W])
         pred = label_map.reshape(-1)
+    elif _point_coords(item, pred.size) is not None:  # a point cloud's labels: a .ply of the points seen
+        from glocal.modalities.points import write_points
+
+        path = out_dir / _png_name(item.source, taken).replace("_seg", "_seg_points").replace(".png", ".ply")
+        write_points(path, _point_coords(item, pred.size), labels=pred)
+        where = f"{pred.size} points labelled -> {path}; "
+        record.update(ply=str(path), points=int(pred.size))
     share = np.bincount(pred[pred >= 0], minlength=count)[:count] / max(int((pred >= 0).sum()), 1)
     histogram = {names[c]: float(share[c]) for c in np.argsort(-share, kind="stable") if share[c] > 0}
     record["histogram"] = histogram

@@ -186,3 +186,38 @@ def test_weights_of_another_model_are_refused(tmp_path):
     torch.save({"meta": {}, "state_dict": build_model(other).state_dict()}, path)
     with pytest.raises(CheckpointError, match=r"weights in \S*other\.pth do not fit TaskModel"):
         infer.main([str(TINY), str(path), "x.png"])
+
+
+def test_point_clouds_shape_class_and_per_point_labels(tmp_path, capsys):
+    """A shape classifier on a .ply and a .xyz cloud; a LiDAR segmenter writes a .ply with a label per
+    point of the file, read back by glocal's reader."""
+    from glocal.modalities.points import read_points, write_points
+
+    rng = np.random.default_rng(0)
+    sphere = rng.normal(size=(700, 3))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    write_points(tmp_path / "ball.ply", sphere)
+    write_points(tmp_path / "ball.xyz", sphere[:300] * 3)
+    shapes = ROOT / "configs" / "points" / "shapes_local.py"
+    code = run(shapes, checkpoint(shapes, tmp_path), tmp_path / "ball.ply", tmp_path / "ball.xyz",
+               out=tmp_path / "cls.json", extra=["--topk", "2"])
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    records = json.loads((tmp_path / "cls.json").read_text())
+    from glocal.modalities.points import SHAPE_CLASSES
+
+    assert len(records) == 2 and all(len(r["topk"]) == 2 for r in records), records
+    assert all(t["name"] in SHAPE_CLASSES for r in records for t in r["topk"])
+
+    tile = np.concatenate([rng.uniform(0, 30, size=(900, 2)), rng.uniform(0, 2, size=(900, 1))], 1)
+    write_points(tmp_path / "tile.ply", tile, colors=rng.uniform(size=(900, 3)))
+    lidar = ROOT / "configs" / "points" / "lidar_b9_local.py"
+    code = run(lidar, checkpoint(lidar, tmp_path), tmp_path / "tile.ply", out=tmp_path / "seg.json",
+               extra=["--out-dir", str(tmp_path / "seg")])
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    record, = json.loads((tmp_path / "seg.json").read_text())
+    written = read_points(record["ply"])
+    assert record["points"] == 900 and written["coords"].shape == (900, 3)
+    assert written["labels"].min() >= 0 and written["labels"].max() < 3
+    assert f"900 points labelled -> {record['ply']}" in out
