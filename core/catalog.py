@@ -16,7 +16,7 @@ from .linear_attention import LinearAttention
 from .mbconv import MBConv, MBConvDownsample
 from .models import conformer, mamba_vision, maxvit, nat, swin
 from .models import mamba_asr, mossformer, ptv3, squeezeformer
-from .mpnn import GINE, GatedGCN
+from .mpnn import GINE, GatedGCN, KnnGINE
 from .neighborhood import NeighborhoodAttention
 from .registry import BACKBONES, BLOCKS, DOWNSAMPLERS, MIXERS, NORMS
 from .serialized_attention import SerializedAttention
@@ -30,7 +30,7 @@ MIXERS.add_all(
     FullAttention, WindowAttention, DepthwiseConv, ConvModule, Mlp,  # attention, convolution, FFN
     NeighborhoodAttention, GridAttention, HiLoAttention,  # windowed family (NAT/DiNAT, MaxViT, LITv2)
     Mamba, SS2D, LinearAttention,  # state-space scans, linear attention
-    GINE, GatedGCN,  # message passing (torch_geometric)
+    GINE, GatedGCN, KnnGINE,  # message passing (torch_geometric)
     SerializedAttention, SubMConv3d, XCPE,  # point clouds (PTv3): patches along a curve, sparse convolution
 )
 BLOCKS.add_all(LocalGlobalBlock, MBConv, conformer.ConformerBlock)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from .errors import InputError
 from .tokens import Tokens
 
-__all__ = ["GINE", "GatedGCN", "knn_edges", "gine_reference", "gated_gcn_reference",
+__all__ = ["GINE", "GatedGCN", "KnnGINE", "knn_edges", "gine_reference", "gated_gcn_reference",
            "dense_adjacency"]
 
 
@@ -246,6 +246,49 @@ class GatedGCN(nn.Module):
 
 
 # --- kNN graphs for point clouds --------------------------------------------------------------------
+
+class KnnGINE(nn.Module):
+    """The kNN message-passing local encoder of point clouds: :class:`GINE` over each valid token's
+    ``k`` nearest valid tokens by ``Tokens.pos`` (DGCNN / PointNet++ neighbourhoods), the relative
+    position ``pos_j - pos_i`` projected to ``dim`` as the edge feature.
+
+    The graph is built in the layer from the tokens it is given, so it serves at every level of a
+    pooling hierarchy (PTv3's coarse tokens carry their members' mean position) where an adapter's
+    ``edge_index`` would belong to the finest level only.
+
+    Reads ``Tokens.pos [B, L, 3]`` (required) and ``Tokens.mask``.
+
+    Example:
+        >>> import torch
+        >>> from glocal.core import Tokens
+        >>> t = Tokens(torch.randn(2, 50, 16), pos=torch.rand(2, 50, 3))
+        >>> KnnGINE(16, k=8)(t.x, t).shape
+        torch.Size([2, 50, 16])
+    """
+
+    def __init__(self, dim: int, k: int = 16, mlp_ratio: float = 1.0, act: str = "ReLU"):
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"KnnGINE: k must be >= 1; got {k}")
+        self.k = k
+        self.conv = GINE(dim, edge_dim=3, mlp_ratio=mlp_ratio, act=act)
+
+    def graph(self, tokens: Tokens) -> Tokens:
+        """``tokens`` with ``edge_index`` (the kNN graph) and ``edge_attr`` (``pos_j - pos_i``)."""
+        pos = tokens.require("pos", "KnnGINE")  # [B, L, 3]
+        edge_index = knn_edges(pos.detach(), self.k, tokens.mask)  # [2, E]
+        flat = pos.reshape(-1, pos.shape[-1])
+        return tokens.replace(edge_index=edge_index, edge_attr=flat[edge_index[0]] - flat[edge_index[1]])
+
+    def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
+        return self.conv(x, self.graph(tokens))  # [B, L, C], padding 0
+
+    def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
+        return self.conv.extra_macs(x, self.graph(tokens))
+
+    def extra_repr(self):
+        return f"k={self.k}"
+
 
 @torch.no_grad()
 def knn_edges(pos: Tensor, k: int, mask: Tensor | None = None, chunk: int = 2048,

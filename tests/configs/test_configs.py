@@ -86,8 +86,9 @@ def test_scenes_ablations_match_in_size():
 def test_point_ablations_match_in_size(family):
     """Local-only, global-only and local+global point models of each task: within 10% in size."""
     root = Path(__file__).parents[2] / "configs" / "points"
+    names = ("local", "global", "local_global") + (("mpnn_global",) if family == "shapes" else ())
     counts = {n: sum(p.numel() for p in build_model(load_config(root / f"{family}_{n}.py")).parameters())
-              for n in ("local", "global", "local_global")}
+              for n in names}
     assert max(counts.values()) / min(counts.values()) < 1.10, counts
 
 

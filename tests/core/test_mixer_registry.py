@@ -55,7 +55,7 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 # optional structure a mixer may read without needing it; dropped in check 5 only when the case needs it
 OPTIONAL = ("edge_attr",)
 # mixers whose docstrings promise exactly zero output at padded tokens
-ZERO_ON_PADDING = {"Mlp", "GINE", "GatedGCN", "SerializedAttention", "SubMConv3d", "XCPE"}
+ZERO_ON_PADDING = {"Mlp", "GINE", "GatedGCN", "KnnGINE", "SerializedAttention", "SubMConv3d", "XCPE"}
 
 
 class Case(NamedTuple):
@@ -161,6 +161,10 @@ CASES: dict[str, list[Case]] = {
     ],
     "XCPE": [
         Case(dict(grid_size=0.25), ("seq",), ("pos",)),
+    ],
+    "KnnGINE": [  # its graph from Tokens.pos among the valid tokens
+        Case(dict(k=4), ("seq",), ("pos",)),
+        Case(dict(k=2, mlp_ratio=2.0, act="GELU"), ("seq",), ("pos",)),
     ],
 }
 

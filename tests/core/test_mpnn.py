@@ -228,3 +228,30 @@ def test_graphgps_layer_is_a_parallel_block():
         torch.testing.assert_close(out[b, :n], block(single.replace(x=single.x.float(),
                                                                edge_attr=single.edge_attr.float())).x[0],
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_knn_gine_is_gine_over_the_knn_graph_with_relative_positions():
+    """KnnGINE = GINE on knn_edges(pos) with pos_j - pos_i as edge features; padding inert."""
+    from glocal.core.mpnn import KnnGINE
+
+    gen = torch.Generator().manual_seed(0)
+    layer = KnnGINE(8, k=3).double()
+    x = torch.randn(2, 12, 8, generator=gen, dtype=torch.float64)
+    pos = torch.randn(2, 12, 3, generator=gen, dtype=torch.float64)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    tokens = Tokens(x, mask=mask, pos=pos)
+    ei = knn_edges(pos, 3, mask)
+    flat = pos.reshape(-1, 3)
+    ref = gine_reference(layer.conv, x, tokens.replace(edge_index=ei, edge_attr=flat[ei[0]] - flat[ei[1]]))
+    out = layer(x, tokens)
+    torch.testing.assert_close(out[mask], ref[mask])  # the dense reference leaves padded rows unzeroed
+    # padding inert: what sits in padded slots changes nothing
+    x2, pos2 = x.clone(), pos.clone()
+    x2[1, 9:] = 1e3
+    pos2[1, 9:] = 0.0  # padded points on top of valid ones
+    out2 = layer(x2, Tokens(x2, mask=mask, pos=pos2))
+    torch.testing.assert_close(out2[mask], out[mask])
+    assert (out2[~mask] == 0).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())
