@@ -7,7 +7,7 @@
 # 5,898,326 parameters.
 _base_ = ['../_base_/default_runtime.py']
 
-epochs = 5
+epochs = 4
 classes = ('ground', 'armadillo', 'bunny', 'camel', 'cow', 'bull', 'elk', 'dino', 'triceratops', 'elephant',
            'bear', 'lion', 'knot', 'cube', 'sphere', 'tetrahedron', 'gear', 'rotor', 'anchor', 'cylinder',
            'fandisk', 'clutter')
