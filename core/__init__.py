@@ -6,7 +6,7 @@ global mixer transform them; heads (glocal.tasks) read them. Nothing here import
 from .attention import FullAttention, WindowAttention
 from .backbone import Backbone, BackboneOutput, IsotropicBackbone
 from .block import DropPath, LayerScale, LocalGlobalBlock, Mlp, Parallel, Residual, TokenNorm
-from .conv import DepthwiseConv
+from .conv import DepthwiseConv, LocalAggregator
 from .downsample import ConvDownsample, PatchMerging
 from .errors import ConfigError, DataError, DatasetNotFoundError, GlocalError, InputError, MissingStructureError
 from .grid import GridAttention
@@ -24,7 +24,7 @@ from .undo import ClusterUndo, GridUndo, IdentityUndo, Undo
 
 __all__ = [
     "Tokens", "Undo", "GridUndo", "ClusterUndo", "IdentityUndo", "LocalGlobalBlock", "Residual", "Parallel", "Mlp", "DropPath", "LayerScale", "TokenNorm",
-    "FullAttention", "WindowAttention", "DepthwiseConv", "PatchMerging", "ConvDownsample", "Backbone",
+    "FullAttention", "WindowAttention", "DepthwiseConv", "LocalAggregator", "PatchMerging", "ConvDownsample", "Backbone",
     "BackboneOutput", "IsotropicBackbone", "Registry", "MIXERS", "NORMS", "BLOCKS", "DOWNSAMPLERS",
     "BACKBONES",
     "GlocalError", "InputError", "MissingStructureError", "DataError", "ConfigError", "DatasetNotFoundError",

@@ -15,8 +15,8 @@ from torch.autograd.function import once_differentiable
 
 from .dropout import Dropout, attention
 from .errors import InputError
-from .gridops import (crop_grid, pad_grid_masked, window_partition, window_partition_heads, window_reverse,
-                      window_reverse_heads)
+from .gridops import (crop_grid, pad_grid, pad_grid_masked, window_partition, window_partition_heads,
+                      window_reverse, window_reverse_heads)
 from .tokens import Tokens
 
 __all__ = ["FullAttention", "WindowAttention", "biased_attention", "dense_attention",
@@ -169,8 +169,9 @@ class WindowAttention(nn.Module):
     (Swin, Liu et al. 2021; MaxViT's block attention), with a learned relative position bias.
 
     Reads ``Tokens.grid`` (required) and ``Tokens.mask``. Grid sides that are not a multiple of the
-    window are padded internally; padded and masked cells never act as keys. A grid side no larger
-    than the window becomes one window there, unshifted (as in Swin).
+    window are padded internally; masked cells never act as keys, and by default neither do the
+    padded ones. A grid side no larger than the window becomes one window there, unshifted (as in
+    Swin and Video Swin).
 
     Args:
         window: window side (int, repeated over ``rank`` dims) or one side per dim.
@@ -178,14 +179,27 @@ class WindowAttention(nn.Module):
             an int is repeated.
         rank: number of grid dims when ``window`` is an int.
         rel_pos: learn a relative position bias table ``[prod(2w - 1), heads]``.
+        pad_keys: what the cells that pad the grid to whole windows are: ``"masked"`` (never keys,
+            so a token's output does not depend on where the grid ends) or ``"zeros"`` (zero
+            features after the norm, so keys with ``k`` = the qkv bias: what the reference Swin,
+            Video Swin and torchvision implementations compute). Masked tokens are never keys.
+        clip_bias: the bias of a window clipped to a grid side shorter than it: ``"relative"``
+            (each pair by its own offset) or ``"prefix"`` (the first ``N x N`` block of the full
+            window's index, as the Video Swin reference and torchvision's ``swin3d_*`` do; equal to
+            ``"relative"`` when only the first dim is clipped).
     """
 
     def __init__(self, dim: int, heads: int = 4, window=7, shift=0, rank: int = 2,
                  qkv_bias: bool = True, rel_pos: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):
+                 proj_drop: float = 0.0, pad_keys: str = "masked", clip_bias: str = "relative"):
         super().__init__()
         if dim % heads:
             raise ValueError(f"WindowAttention: dim {dim} is not divisible by heads {heads}")
+        if pad_keys not in ("masked", "zeros"):
+            raise ValueError(f"WindowAttention pad_keys must be 'masked' or 'zeros'; got {pad_keys!r}")
+        if clip_bias not in ("relative", "prefix"):
+            raise ValueError(f"WindowAttention clip_bias must be 'relative' or 'prefix'; got {clip_bias!r}")
+        self.pad_keys, self.clip_bias = pad_keys, clip_bias
         self.window = (window,) * rank if isinstance(window, int) else tuple(window)
         self.rank = len(self.window)
         self.shift = (shift,) * self.rank if isinstance(shift, int) else tuple(shift)
@@ -203,7 +217,10 @@ class WindowAttention(nn.Module):
             self.rel_pos_table = None
 
     def extra_repr(self):
-        return f"heads={self.heads}, window={self.window}, shift={self.shift}"
+        extra = "".join(f", {k}={v!r}" for k, v, default in (("pad_keys", self.pad_keys, "masked"),
+                                                              ("clip_bias", self.clip_bias, "relative"))
+                        if v != default)
+        return f"heads={self.heads}, window={self.window}, shift={self.shift}{extra}"
 
     def extra_macs(self, x: Tensor, tokens: Tokens) -> int:
         """``q k^T`` and ``attn v`` in every window of the (internally padded) grid:
@@ -217,9 +234,14 @@ class WindowAttention(nn.Module):
     def _bias(self, window: tuple[int, ...]) -> Tensor | None:  # [h, N, N]
         if self.rel_pos_table is None:
             return None
-        idx = relative_position_index(window, self.window).to(self.rel_pos_table.device)
+        if self.clip_bias == "prefix":  # the reference's [:N, :N] of the full window's index
+            N = math.prod(window)
+            idx = relative_position_index(self.window, self.window)[:N, :N]
+        else:
+            idx = relative_position_index(window, self.window)
+        idx = idx.to(self.rel_pos_table.device)
         N = idx.shape[0]
-        return self.rel_pos_table[idx.view(-1)].view(N, N, -1).permute(2, 0, 1)
+        return self.rel_pos_table[idx.reshape(-1)].view(N, N, -1).permute(2, 0, 1)
 
     def forward(self, x: Tensor, tokens: Tokens) -> Tensor:
         grid = tokens.require("grid", "WindowAttention")
@@ -231,8 +253,13 @@ class WindowAttention(nn.Module):
         window = tuple(min(w, g) for w, g in zip(self.window, grid))
         shift = tuple(0 if g <= w else s for s, w, g in zip(self.shift, self.window, grid))
         valid = None if tokens.mask is None else tokens.mask.view(B, *grid)
-        # pad at the end of every side to whole windows; the pad is masked out below
-        xg, valid, padded = pad_grid_masked(x.view(B, *grid, C), valid, grid, window)
+        # pad at the end of every side to whole windows; the pad is masked out below (pad_keys="masked")
+        if self.pad_keys == "masked":
+            xg, valid, padded = pad_grid_masked(x.view(B, *grid, C), valid, grid, window)
+        else:  # zero cells that act as keys: only the input mask is padded (with valid cells)
+            xg, padded = pad_grid(x.view(B, *grid, C), grid, window)
+            if valid is not None and padded != tuple(grid):
+                valid = pad_grid(valid.unsqueeze(-1), grid, window, value=True)[0].squeeze(-1)
         dims = tuple(range(1, self.rank + 1))
         if any(shift):
             neg = tuple(-s for s in shift)

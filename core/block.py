@@ -171,6 +171,9 @@ class LocalGlobalBlock(nn.Module):
         norm: norm config/name before each step (``"LayerNorm"``, ``"BatchNorm"``, ``"RMSNorm"``).
         drop_path: stochastic-depth rate of every residual step.
         layer_scale: initial LayerScale value, or None for none.
+        pos: a conditional position encoding run first, as ``x + pos(x, tokens)`` with no norm,
+            drop-path or layer scale (a mixer or config: UniFormer's dynamic position embedding,
+            CPVT's PEG: a depthwise convolution over the grid), or None.
 
     Example:
         >>> import torch
@@ -184,11 +187,12 @@ class LocalGlobalBlock(nn.Module):
 
     def __init__(self, dim: int, local=None, global_=None, ffn=dict(type="Mlp"),
                  composition: str = "sequential", norm="LayerNorm", drop_path: float = 0.0,
-                 layer_scale: float | None = None):
+                 layer_scale: float | None = None, pos=None):
         super().__init__()
         if composition not in ("sequential", "parallel"):
             raise ValueError(f"composition must be 'sequential' or 'parallel'; got {composition!r}")
         self.dim, self.composition = dim, composition
+        self.pos = build_mixer(pos, dim)  # None, or a module: x + pos(x, tokens) before the steps
         local, global_, ffn = (build_mixer(c, dim) for c in (local, global_, ffn))
         if local is None and global_ is None and ffn is None:
             raise ValueError("LocalGlobalBlock needs at least one of local, global_ or ffn")
@@ -218,6 +222,8 @@ class LocalGlobalBlock(nn.Module):
 
     def forward(self, tokens: Tokens) -> Tokens:
         x = tokens.x  # [B, L, C]
+        if self.pos is not None:
+            x = x + self.pos(x, tokens)
         for step in self.steps:
             x = step(x, tokens)
         return tokens.replace(x=x)

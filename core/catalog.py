@@ -7,14 +7,14 @@ is built.
 from .attention import FullAttention, WindowAttention
 from .backbone import Backbone, IsotropicBackbone
 from .block import BatchNorm, LayerNorm, LocalGlobalBlock, Mlp, RMSNorm
-from .conv import ConvModule, DepthwiseConv
+from .conv import ConvModule, DepthwiseConv, LocalAggregator
 from .downsample import ConvDownsample, PatchMerging
 from .grid import GridAttention
 from .grid_pool import GridPooling
 from .hilo import HiLoAttention
 from .linear_attention import LinearAttention
 from .mbconv import MBConv, MBConvDownsample
-from .models import conformer, mamba_vision, maxvit, nat, swin
+from .models import conformer, mamba_vision, maxvit, nat, swin, uniformer
 from .models import mamba_asr, mossformer, ptv3, squeezeformer
 from .mpnn import GINE, GatedGCN, KnnGINE
 from .neighborhood import NeighborhoodAttention
@@ -27,7 +27,8 @@ NORMS.add_all(LayerNorm, BatchNorm, RMSNorm)
 
 # token mixers: local encoders, global mixers, FFNs
 MIXERS.add_all(
-    FullAttention, WindowAttention, DepthwiseConv, ConvModule, Mlp,  # attention, convolution, FFN
+    FullAttention, WindowAttention, Mlp,  # attention, FFN
+    DepthwiseConv, LocalAggregator, ConvModule,  # convolution (ConvNeXt / UniFormer, Conformer)
     NeighborhoodAttention, GridAttention, HiLoAttention,  # windowed family (NAT/DiNAT, MaxViT, LITv2)
     Mamba, SS2D, LinearAttention,  # state-space scans, linear attention
     GINE, GatedGCN, KnnGINE,  # message passing (torch_geometric)
@@ -42,6 +43,9 @@ DOWNSAMPLERS.add(GridPooling)
 
 BACKBONES.add_all(Backbone, IsotropicBackbone)
 BACKBONES.add_all(swin.SwinTransformer, swin.swin_t, swin.swin_s, swin.swin_b)
+BACKBONES.add_all(swin.video_swin_t, swin.video_swin_s, swin.video_swin_b)
+BACKBONES.add_all(uniformer.UniFormer, uniformer.uniformer_s, uniformer.uniformer_b, uniformer.video_uniformer_s,
+                  uniformer.video_uniformer_b)
 BACKBONES.add_all(maxvit.MaxViT, maxvit.maxvit_t, maxvit.maxvit_s, maxvit.maxvit_b)
 BACKBONES.add_all(nat.NAT, nat.nat_mini, nat.nat_tiny, nat.nat_small, nat.nat_base,
                   nat.dinat_mini, nat.dinat_tiny, nat.dinat_small, nat.dinat_base)

@@ -1,7 +1,8 @@
 """Convolution over a grid of any rank: the depthwise convolution (the local encoder of ConvNeXt,
-UniFormer's local aggregator) and Conformer's convolution module built around it.
+UniFormer's position encoding), UniFormer's local aggregator and Conformer's convolution module
+built around it.
 
-Both read ``Tokens.grid`` (required) and ``Tokens.mask``: padded tokens are zeroed before the
+All read ``Tokens.grid`` (required) and ``Tokens.mask``: padded tokens are zeroed before the
 convolution, so they never leak into their valid neighbours.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .dropout import Dropout
 from .errors import InputError
 from .tokens import Tokens
 
-__all__ = ["DepthwiseConv", "ConvModule"]
+__all__ = ["DepthwiseConv", "LocalAggregator", "ConvModule"]
 
 
 class DepthwiseConv(nn.Module):
@@ -50,6 +51,31 @@ class DepthwiseConv(nn.Module):
         # [B, L, C] -> [B, C, *grid] -> conv -> [B, L, C]
         y = self.conv(x.transpose(1, 2).reshape(B, C, *grid))
         return y.reshape(B, C, L).transpose(1, 2)
+
+
+class LocalAggregator(nn.Module):
+    """UniFormer's local multi-head relation aggregator (Li et al., "UniFormer: Unified Transformer
+    for Efficient Spatiotemporal Representation Learning", ICLR 2022): a pointwise projection, a
+    depthwise convolution over the grid (the learned local token affinity: a ``5 x 5 x 5``
+    neighbourhood in video, ``5 x 5`` in images) and a pointwise projection, all with biases. The
+    norm in front (BatchNorm in UniFormer) is the residual step's.
+
+    Reads ``Tokens.grid`` (required) and ``Tokens.mask`` (the depthwise convolution zeroes padded
+    tokens first, so they never reach valid ones).
+
+    Args:
+        kernel: depthwise kernel side (odd; int repeated over ``rank`` dims, or one per dim).
+        rank: grid rank when ``kernel`` is an int.
+    """
+
+    def __init__(self, dim: int, kernel=5, rank: int = 2, bias: bool = True):
+        super().__init__()
+        self.pw1 = nn.Linear(dim, dim, bias=bias)
+        self.dw = DepthwiseConv(dim, kernel=kernel, rank=rank, bias=bias)
+        self.pw2 = nn.Linear(dim, dim, bias=bias)
+
+    def forward(self, x: Tensor, tokens: Tokens) -> Tensor:  # [B, L, C]
+        return self.pw2(self.dw(self.pw1(x), tokens))
 
 
 class ConvModule(nn.Module):

@@ -19,11 +19,12 @@ def _pad_spec(grid: tuple[int, ...], padded: tuple[int, ...]) -> list[int]:
     return pad
 
 
-def pad_grid(x: Tensor, grid: tuple[int, ...], multiple: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
-    """Zero-pad ``x: [B, *grid, C]`` at the end of each side to a multiple of ``multiple``."""
+def pad_grid(x: Tensor, grid: tuple[int, ...], multiple: tuple[int, ...], value=0) -> tuple[Tensor, tuple[int, ...]]:
+    """Pad ``x: [B, *grid, C]`` with ``value`` (zeros) at the end of each side to a multiple of
+    ``multiple``."""
     padded = tuple(math.ceil(g / m) * m for g, m in zip(grid, multiple))
     if padded != tuple(grid):
-        x = F.pad(x, [0, 0] + _pad_spec(grid, padded))
+        x = F.pad(x, [0, 0] + _pad_spec(grid, padded), value=value)
     return x, padded
 
 

@@ -42,3 +42,11 @@ DATASETS.add_lazy(POINTS, "ShapeClassification", "LidarTiles", "PointScenes")
 TRANSFORMS.add_lazy(POINTS, "NormalizeCoords", "CenterShift", "RandomRotate", "RandomScale", "RandomJitter",
                     "ColorJitter", "VoxelDownsample", "FarthestPointSample", "SphereCrop", "ShufflePoints")
 COLLATES.add_lazy(POINTS, "PointCollate")
+
+# --- video ----------------------------------------------------------------------------------------
+VIDEO = "glocal.modalities.video"
+ADAPTERS.add_lazy(VIDEO, "TubeletStem")
+DATASETS.add_lazy(VIDEO, "VideoList", "VideoFolder", "MovingFashionMNIST", "SkvideoClips")
+TRANSFORMS.add_lazy(VIDEO, "ResizeClip", "RandomCropClip", "CenterCropClip", "ThreeCropClip", "FlipClip",
+                    "NormalizeClip", "PackClip")
+COLLATES.add_lazy(VIDEO, "ClipCollate")

@@ -88,6 +88,10 @@ CASES: dict[str, list[Case]] = {
         Case(dict(heads=2, window=4, shift=2, rank=2), ("grid2d",), ("grid",)),
         Case(dict(heads=2, window=4, rank=2, rel_pos=False), ("grid2d",), ("grid",)),
         Case(dict(heads=2, window=2, shift=1, rank=3), ("grid3d",), ("grid",)),
+        # the reference implementations' conventions (Video Swin / torchvision swin3d): zero pad cells
+        # as keys, and the bias of a window clipped to the (3, 4, 4) grid's sides from the index prefix
+        Case(dict(heads=2, window=(2, 5, 5), rank=3, pad_keys="zeros", clip_bias="prefix"),
+             ("grid3d",), ("grid",)),
     ],
     "GridAttention": [
         Case(dict(heads=2, grid=4, rank=1), ("grid1d",), ("grid",)),
@@ -112,6 +116,11 @@ CASES: dict[str, list[Case]] = {
     "DepthwiseConv": [
         Case(dict(kernel=5, rank=1), ("grid1d",), ("grid",)),
         Case(dict(kernel=3, rank=2, dilation=2), ("grid2d",), ("grid",)),
+        Case(dict(kernel=3, rank=3), ("grid3d",), ("grid",)),
+    ],
+    "LocalAggregator": [
+        Case(dict(kernel=5, rank=1), ("grid1d",), ("grid",)),
+        Case(dict(kernel=3, rank=2), ("grid2d",), ("grid",)),
         Case(dict(kernel=3, rank=3), ("grid3d",), ("grid",)),
     ],
     "ConvModule": [
@@ -174,6 +183,8 @@ CASES: dict[str, list[Case]] = {
 AMOUNT_SENSITIVE: dict[tuple[str, int | None], str] = {
     **{("GridAttention", i): "the lattice stride is side / G, so extra rows regroup the valid tokens "
                              "(case 2's extra frame only fills the side's own round-up)" for i in (0, 1)},
+    ("WindowAttention", 4): "pad_keys='zeros': the cells that round the grid up to whole windows act as keys, "
+                            "and how many there are follows where the grid ends",
     ("NeighborhoodAttention", None): "a border window shifts inward (NATTEN semantics) and the "
                                      "effective dilation follows the side: near the last valid row "
                                      "the neighbourhood depends on the rows that follow",
