@@ -3,7 +3,7 @@
 Entries are lazy: a modality's package (and its decoding libraries) is imported when one of its
 names is first built, so a graph user never imports decord, open3d or torchaudio.
 """
-from .registry import ADAPTERS, COLLATES, DATASETS, ENCODERS, PREPROCESSORS, TRANSFORMS
+from .registry import ADAPTERS, CLIP_SAMPLERS, COLLATES, DATASETS, ENCODERS, PREPROCESSORS, TRANSFORMS
 
 # --- shared by every modality ---------------------------------------------------------------------
 BATCH = "glocal.modalities.batch"
@@ -50,3 +50,4 @@ DATASETS.add_lazy(VIDEO, "VideoList", "VideoFolder", "MovingFashionMNIST", "Skvi
 TRANSFORMS.add_lazy(VIDEO, "ResizeClip", "RandomCropClip", "CenterCropClip", "ThreeCropClip", "FlipClip",
                     "NormalizeClip", "PackClip")
 COLLATES.add_lazy(VIDEO, "ClipCollate")
+CLIP_SAMPLERS.add_lazy(VIDEO, "UniformSampler", "SegmentSampler", "DenseSampler")  # also sampling.SAMPLERS

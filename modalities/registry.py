@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from glocal.core.registry import Registry
 
-__all__ = ["ADAPTERS", "ENCODERS", "DATASETS", "TRANSFORMS", "PREPROCESSORS", "COLLATES", "MODALITY_REGISTRIES"]
+__all__ = ["ADAPTERS", "ENCODERS", "DATASETS", "TRANSFORMS", "PREPROCESSORS", "COLLATES", "CLIP_SAMPLERS",
+           "MODALITY_REGISTRIES"]
 
 _CATALOG = "glocal.modalities.catalog"
 ADAPTERS = Registry("adapter", _CATALOG)  # adapter(batch) -> Tokens or (Tokens, undo)
@@ -16,4 +17,6 @@ DATASETS = Registry("dataset", _CATALOG)
 TRANSFORMS = Registry("transform", _CATALOG)  # t(sample: dict, rng) -> dict
 PREPROCESSORS = Registry("data preprocessor", _CATALOG)  # batch -> device (+ normalisation)
 COLLATES = Registry("collate", _CATALOG)  # list of samples -> batch
-MODALITY_REGISTRIES = (ADAPTERS, ENCODERS, DATASETS, TRANSFORMS, PREPROCESSORS, COLLATES)
+# which frames of a video make a clip (a video dataset's sampler=dict(type=...), not the loader's)
+CLIP_SAMPLERS = Registry("clip sampler", _CATALOG)
+MODALITY_REGISTRIES = (ADAPTERS, ENCODERS, DATASETS, TRANSFORMS, PREPROCESSORS, COLLATES, CLIP_SAMPLERS)

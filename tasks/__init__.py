@@ -5,7 +5,7 @@ from .losses import CrossEntropyLoss
 from .metrics import Accuracy, IoUMetric
 from .model import Classifier, TaskModel
 from .postprocess import ClassifyPost, SegmentPost
-from .tta import FlipTTA
+from .tta import FlipTTA, MultiViewTTA
 
 __all__ = ["TaskModel", "Classifier", "ClsHead", "UNetHead", "CrossEntropyLoss", "Accuracy", "IoUMetric",
-           "ClassifyPost", "SegmentPost", "FlipTTA"]
+           "ClassifyPost", "SegmentPost", "FlipTTA", "MultiViewTTA"]

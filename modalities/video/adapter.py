@@ -54,8 +54,8 @@ def check_clips(x: Tensor, in_chans: int, who: str) -> None:
         if isinstance(x, Tensor) and x.dim() == 4:
             hint = " (a single clip? add the batch dim: x[None])"
         elif isinstance(x, Tensor) and x.dim() == 6:
-            hint = (" (several views per clip, [B, V, C, T, H, W]? fold them into the batch, x.flatten(0, 1), "
-                    "and average the V scores of each clip)")
+            hint = (" (several views per clip, [B, V, C, T, H, W]? fold them into the batch and average the V "
+                    "scores of each clip: the model's tta=dict(type='MultiViewTTA') does both)")
         raise InputError(f"{who} expects clips [B, C, T, H, W]; got {shape}{hint}")
     if x.shape[1] != in_chans:
         hint = (f"; the clips look like [B, T, C, H, W] (channels second to last of the first three dims): "

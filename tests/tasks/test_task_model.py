@@ -76,6 +76,61 @@ def test_classifier_config_is_a_task_model_with_flip_tta():
     assert [int(p["gt_label"]) for p in preds] == [0, 1, 2]
 
 
+def _video_classifier(**tta):
+    return build_model(dict(
+        type="TaskModel", adapter=dict(type="TubeletStem", in_chans=3, dim=16, patch=(2, 4, 4)),
+        backbone=dict(type="Backbone", stages=[dict(dim=16, depth=1, blocks=dict(
+            local=dict(type="DepthwiseConv", kernel=3, rank=3), ffn=dict(type="Mlp", ratio=2)))]),
+        head=dict(type="ClsHead", num_classes=8), **({"tta": dict(type="MultiViewTTA", **tta)} if tta else {})))
+
+
+@pytest.mark.parametrize("average", ["prob", "score"])
+def test_multi_view_tta_averages_the_views_of_each_clip(average):
+    """Clips [B, V, C, T, H, W] (2 clips x 3 crops) run as one batch of B * V; each clip's score is
+    the mean of its views' probabilities ('prob') or the softmax of its views' mean logits ('score'),
+    as computed by hand view by view; labels pass through untouched."""
+    torch.manual_seed(0)
+    model = _video_classifier(average=average).eval()
+    x = torch.randn(2, 6, 3, 4, 8, 8)  # B=2, V=6
+    labels = torch.tensor([3, 5])
+    with torch.no_grad():
+        preds = model(x, dict(label=labels), mode="predict")
+        per_view = torch.stack([model(x[:, v]) for v in range(6)], 1)  # [B, V, K] logits, view by view
+    expect = per_view.softmax(-1).mean(1) if average == "prob" else per_view.mean(1).softmax(-1)
+    got = torch.stack([p["pred_scores"] for p in preds])
+    torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-6)
+    assert [int(p["gt_label"]) for p in preds] == [3, 5] and labels.tolist() == [3, 5]
+    if average == "prob":  # the two averages differ: the option is real
+        assert not torch.allclose(got, per_view.mean(1).softmax(-1))
+
+
+def test_multi_view_tta_with_one_view_and_with_single_view_batches():
+    """V = 1 is the plain prediction; a batch of single views [B, C, T, H, W] (the val loader's
+    centre crops) passes through; per-sample structure is repeated per view; dense outputs and
+    wrong ranks are clear errors."""
+    from glocal.tasks.tta import MultiViewTTA
+
+    torch.manual_seed(0)
+    model = _video_classifier(average="prob").eval()
+    plain = _video_classifier().eval()
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(3, 3, 4, 8, 8)
+    with torch.no_grad():
+        expect = plain.predict_scores(dict(inputs=x))
+        torch.testing.assert_close(model.predict_scores(dict(inputs=x[:, None])), expect)  # V = 1
+        torch.testing.assert_close(model.predict_scores(dict(inputs=x)), expect)  # no view dim
+    tta = MultiViewTTA()
+    (view, back), = tta.views(dict(inputs=torch.zeros(2, 3, 3, 4, 8, 8), lengths=torch.tensor([4, 3]), fps=8.0))
+    assert view["inputs"].shape == (6, 3, 4, 8, 8) and view["lengths"].tolist() == [4, 4, 4, 3, 3, 3]
+    assert view["fps"] == 8.0
+    with pytest.raises(InputError, match="per-element output"):
+        back(Tokens(torch.zeros(6, 4, 2), grid=(2, 2)))
+    with pytest.raises(InputError, match=r"rank 6 .* or single views of rank 5; got \(2, 3, 8, 8\)"):
+        tta.views(dict(inputs=torch.zeros(2, 3, 8, 8)))
+    with pytest.raises(ConfigError, match="average must be one of 'prob', 'score'"):
+        MultiViewTTA(average="mean")
+
+
 # -- ragged batches through the same model ---------------------------------------------------------
 class SetStem(nn.Module):
     """Elements [B, L, F] + mask -> Tokens (one token per element, IdentityUndo)."""

@@ -170,3 +170,49 @@ def test_points_parts_by_match(tmp_path):
         torch.set_num_threads(threads)
     components = {r["component"].split(" (")[0] for r in read_rows(out)}
     assert components - {"dense fp32 GEMM"} == {"glocal knn_edges", "open3d KDTreeFlann"}, components  # + the calibration row
+
+
+def test_video_quick_compares_decord_with_pyav(tmp_path):
+    """One row per (file, reader, mode) with frames/s; the decord row of each mode carries the
+    decord / PyAV ratio (not a timing: any positive ratio is accepted)."""
+    out = tmp_path / "video.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert _load_tool().main(["--suite", "video", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [r for r in read_rows(out) if r["frames_per_s"]]
+    modes = ["sequential", "clips", "clips + resize"]
+    assert [(r["component"].split()[0], r["config"].split(":")[0]) for r in rows] == [
+        (reader, mode) for mode in modes for reader in ("decord", "PyAV")]
+    for r in rows:
+        assert r["input_size"].startswith("moving: 64x64, 16 frames")
+        assert float(r["frames_per_s"]) > 0 and float(r["fwd_ms"]) > 0 and "frames/s" in r["note"]
+    for decord_row, pyav_row in zip(rows[0::2], rows[1::2]):
+        assert float(decord_row["ratio_to_peer"]) > 0 and decord_row["peer"].startswith("PyAV")
+        ratio = float(decord_row["frames_per_s"]) / float(pyav_row["frames_per_s"])
+        assert abs(float(decord_row["ratio_to_peer"]) / ratio - 1) < 0.01
+        assert "decoded by decord" in decord_row["note"] and "decoded by pyav" in pyav_row["note"]
+    assert "resized to 112x112" in rows[-1]["config"]
+
+
+def test_peers_video_swin_quick_has_torchvisions_params_and_outputs(tmp_path):
+    import re
+
+    out = tmp_path / "video_swin.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert _load_tool().main(["--suite", "peers", "--quick", "--repeats", "1", "--threads", "1",
+                                  "--only", "video_swin", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = {r["component"]: r for r in read_rows(out)}
+    ours, theirs = rows["glocal video_swin_t (TubeletStem + ClsHead)"], rows["torchvision swin3d_t"]
+    assert int(ours["params"]) == int(theirs["params"]) == 28_158_070
+    assert ours["input_size"] == theirs["input_size"] == "3x4x32x32"
+    diff = float(re.search(r"max \|ours - torchvision\| = (\S+)", ours["note"]).group(1))
+    assert diff < 1e-4, ours["note"]
+    assert float(ours["ratio_to_peer"]) > 0 and ours["peer"] == "torchvision swin3d_t"
+    for r in (ours, theirs):
+        assert float(r["fwd_ms"]) > 0 and float(r["fwdbwd_ms"]) > 0 and float(r["peak_mb"]) > 0

@@ -1,6 +1,7 @@
 """tools/infer.py: an untrained model of each landed modality's configs run on a user's own files
-(images, SMILES, wav), the printed lines and the JSON, and the errors: per input (missing file,
-invalid SMILES) and for the whole run (no from_file, weights of another model, missing structure)."""
+(images, SMILES, wav, point clouds, mp4), the printed lines and the JSON, and the errors: per input
+(missing file, invalid SMILES, truncated video) and for the whole run (no from_file, weights of
+another model, missing structure)."""
 import importlib.util
 import json
 import pathlib
@@ -27,6 +28,7 @@ SOLUBILITY = ROOT / "configs" / "graph" / "solubility_cls_gps.py"
 QM9 = ROOT / "configs" / "graph" / "qm9_gap_gps.py"
 KWS = ROOT / "configs" / "audio" / "kws_conformer.py"
 CTC = ROOT / "configs" / "audio" / "ctc_conformer.py"
+MFM = ROOT / "configs" / "video" / "mfm_local_global.py"
 
 
 def _tool():
@@ -221,3 +223,38 @@ def test_point_clouds_shape_class_and_per_point_labels(tmp_path, capsys):
     assert record["points"] == 900 and written["coords"].shape == (900, 3)
     assert written["labels"].min() >= 0 and written["labels"].max() < 3
     assert f"900 points labelled -> {record['ply']}" in out
+
+
+def test_video_clip_classes_from_mp4s_and_bad_files_named(tmp_path, capsys):
+    """The moving Fashion-MNIST model on mp4s written with write_video: a 16-frame 64x64 clip like the
+    training ones and a 30-frame 80x48 one (resized, with a note naming it), each sampled as the test
+    config samples (2 clips x 3 crops, averaged by the model's MultiViewTTA); a missing and a
+    truncated file are reported by name and the others still print."""
+    from glocal.modalities.video import DIRECTIONS, render_moving_clip, write_video
+
+    rng = np.random.default_rng(0)
+    item = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    east = tmp_path / "east.mp4"
+    write_video(east, render_moving_clip(item, np.array([10.0, 20.0]), np.array([0.0, 2.0]), 16, 64), fps=8)
+    wide = tmp_path / "wide.mp4"
+    write_video(wide, rng.integers(0, 256, (30, 48, 80, 3), dtype=np.uint8), fps=25)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(east.read_bytes()[:east.stat().st_size // 2])
+    missing = tmp_path / "missing.mp4"
+    code = run(MFM, checkpoint(MFM, tmp_path), east, missing, wide, cut, out=tmp_path / "r.json", extra=["--topk", "3"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert [line.split(": ")[0] for line in out.splitlines()] == [str(east), str(wide)]
+    assert re.search(rf"error: {re.escape(str(missing))}: video file not found", err), err
+    assert re.search(rf"error: {re.escape(str(cut))}: .*truncated", err), err
+    assert "2 of 4 inputs failed" in err
+    assert re.search(r"note: \S*wide\.mp4 is 80x48 pixels .* resized to 64x64", err), err
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert [r["input"] for r in records] == [str(east), str(missing), str(wide), str(cut)]
+    for r in (records[0], records[2]):
+        assert len(r["topk"]) == 3 and all(t["name"] in DIRECTIONS for t in r["topk"])
+        assert len(r["scores"]) == 8 and abs(sum(r["scores"]) - 1) < 1e-5
+    reader = infer.Reader.from_config(load_config(MFM))
+    sample, _ = reader.sample(str(east))
+    assert sample["inputs"].shape == (6, 3, 8, 32, 32)  # the test views: 2 clips x 3 crops, [V, C, T, H, W]
+    assert sample["frame_inds"].tolist() == [list(range(0, 16, 2)), list(range(1, 16, 2))]

@@ -1,5 +1,7 @@
 """Clip sampling: exact indices in test mode, bounds and reproducibility in training, short videos,
 and the config errors."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,18 @@ def test_bad_settings_and_videos():
         DenseSampler(4, out_of_bound="wrap")
     with pytest.raises(InputError, match="at least one frame"):
         UniformSampler(4)(0)
+
+
+def test_config_checking_knows_the_clip_samplers():
+    """A video dataset's sampler=dict(type=...) is checked with the config (the CLIP_SAMPLERS
+    registry lists the same classes as SAMPLERS): a misspelt type names the close ones."""
+    from glocal.modalities.registry import CLIP_SAMPLERS
+    from glocal.modalities.video.sampling import SAMPLERS
+    from glocal.tasks.engine import load_config, validate_config
+
+    assert {n: CLIP_SAMPLERS.get(n) for n in CLIP_SAMPLERS.names()} == SAMPLERS
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "video" / "mfm_local.py")
+    validate_config(cfg)
+    cfg.train_dataloader.dataset.sampler.type = "DenseSample"
+    with pytest.raises(ConfigError, match=r"dataset\.sampler: unknown type='DenseSample'.*did you mean: DenseSampler"):
+        validate_config(cfg)
