@@ -44,7 +44,7 @@ from glocal.modalities.batch import BatchPreprocessor, PadCollate, StackCollate,
 from glocal.modalities.dataset import GlocalDataset
 from glocal.modalities.registry import ADAPTERS, COLLATES, DATASETS, PREPROCESSORS, TRANSFORMS
 
-from .engine import build_runner, load_weights
+from .engine import build_runner
 from .model import TaskModel
 from .registry import HEADS, LOSSES, METRICS, MODELS, POSTPROCESSORS, TTAS
 
@@ -86,7 +86,7 @@ def test(cfg: Mapping | str, checkpoint: str | None = None, **changes) -> dict:
         if checkpoint is None:
             raise ConfigError(f"test(): no checkpoint given and none found in work_dir={work_dir!r}")
     runner = build_runner(cfg, for_test=True)
-    load_weights(runner.model, checkpoint)
+    runner.load_weights(checkpoint)
     return {k: float(v) if hasattr(v, "__float__") else v for k, v in runner.test().items()}
 
 

@@ -3,9 +3,12 @@
 
     python tools/test.py CONFIG CHECKPOINT [--out metrics.json] [--work-dir D]
                          [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch}]
+                         [--progress {auto,bar,lines,off}] [--verbose]
 
 CHECKPOINT is an mmengine ``.pth`` checkpoint (read with ``weights_only=True``) or a
-``.safetensors`` file written by ``tools/export.py``. The metrics are printed as JSON.
+``.safetensors`` file written by ``tools/export.py``. The metrics are printed as JSON. The console
+shows a banner and the progress of testing, as ``tools/train.py`` (``--progress``, ``--verbose``);
+the full log goes to ``<work dir>/<timestamp>/<timestamp>.log``.
 """
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ def parse_args(argv=None):
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. test_dataloader.batch_size=256")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    parser.add_argument("--progress", choices=["auto", "bar", "lines", "off"],
+                        help="progress display (default: $GLOCAL_PROGRESS, else a bar on a terminal, lines otherwise)")
+    parser.add_argument("--verbose", action="store_true", default=None,
+                        help="also print the environment, config and every log line (default: $GLOCAL_VERBOSE)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -33,12 +40,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmengine.dist import is_main_process
 
-    from glocal.tasks.engine import build_runner, load_weights, prepare_config
+    from glocal.tasks.engine import build_runner, prepare_config
 
     cfg = prepare_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    runner = build_runner(cfg, for_test=True)
-    load_weights(runner.model, args.checkpoint)
-    runner.logger.info(f"loaded weights from {args.checkpoint}")
+    runner = build_runner(cfg, for_test=True, progress=args.progress, verbose=args.verbose)
+    runner.load_weights(args.checkpoint)
     metrics = {k: float(v) if hasattr(v, "__float__") else v for k, v in runner.test().items()}
     if is_main_process():
         print(json.dumps(metrics, indent=2))

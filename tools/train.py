@@ -3,6 +3,7 @@
 
     python tools/train.py CONFIG [--work-dir D] [--resume [PATH]] [--amp] [--seed N]
                           [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch}] [--procs N]
+                          [--progress {auto,bar,lines,off}] [--verbose]
 
 Distributed (CPU: gloo; CUDA: nccl):
 
@@ -11,8 +12,12 @@ Distributed (CPU: gloo; CUDA: nccl):
 On a CPU-only machine, ``--procs N`` (or ``cpu_procs = N`` in the config) starts those N processes
 itself, each with cores / N threads; the config's batch size is per process.
 
-Checkpoints, the resolved config, text logs and TensorBoard events go to the work dir
-(default ``work_dirs/<config stem>``).
+Checkpoints, the resolved config, text logs, ``vis_data/scalars.json`` and TensorBoard events
+go to the work dir (default ``work_dirs/<config stem>``). The console shows a short banner, a
+progress display (a live bar on a terminal, plain periodic lines otherwise: ``--progress`` or
+``GLOCAL_PROGRESS``) and warnings; the environment, config and hook-order dump and mmengine's
+periodic log lines go to ``<work dir>/<timestamp>/<timestamp>.log`` (``--verbose`` or
+``GLOCAL_VERBOSE=1``: to the console too).
 """
 from __future__ import annotations
 
@@ -38,6 +43,12 @@ def parse_args(argv=None):
     parser.add_argument("--procs", type=int, metavar="N",
                         help="data-parallel processes on a CPU-only machine (default: the config's cpu_procs, "
                              "else 1); the config's batch size is per process")
+    parser.add_argument("--progress", choices=["auto", "bar", "lines", "off"],
+                        help="progress display: a live bar, plain periodic lines (CI, redirected output) or none "
+                             "(default: $GLOCAL_PROGRESS, else auto: a bar on a terminal, lines otherwise)")
+    parser.add_argument("--verbose", action="store_true", default=None,
+                        help="also print the environment, config, hook order and every log line "
+                             "(always in the work dir's log file; default: $GLOCAL_VERBOSE)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -71,7 +82,7 @@ def main(argv=None) -> int:
         cfg.resume, cfg.load_from = True, args.resume
     if args.seed is not None:
         cfg.randomness = {**(cfg.get("randomness") or {}), "seed": args.seed}
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, progress=args.progress, verbose=args.verbose)
     runner.train()
     return 0
 

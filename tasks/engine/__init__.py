@@ -16,12 +16,16 @@
 5. keeps long runs safe (:class:`GlocalRunner`): crash-safe checkpoints (written to ``.part``,
    renamed when complete, checksummed, rotated only afterwards), one safe reader for every load,
    and the divergence guard in both optimizer wrappers (:class:`DivergenceError`);
-6. runs distributed on CPU (gloo, DDP without ``device_ids``) and AMP on CPU (bfloat16).
+6. runs distributed on CPU (gloo, DDP without ``device_ids``) and AMP on CPU (bfloat16);
+7. keeps the console short (:mod:`.console`): a banner, a progress display (a live bar, or plain
+   lines when the output is not a terminal) and warnings; third-party warnings a user cannot act
+   on are filtered there, in one place.
 
 The command-line tools share :func:`prepare_config` and :func:`run_tool` (:mod:`.cli`).
 
-The resolved config is written to the work dir by the Runner; logs go to text files and
-TensorBoard under ``work_dir/<timestamp>/``.
+The resolved config is written to the work dir by the Runner; everything logged (mmengine's
+environment and config dump included) goes to ``work_dir/<timestamp>/<timestamp>.log``, scalars to
+``vis_data/scalars.json`` and TensorBoard events beside it.
 """
 from __future__ import annotations
 

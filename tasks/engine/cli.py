@@ -20,6 +20,7 @@ from mmengine.config import Config
 from glocal.core.errors import GlocalError
 
 from .config import apply_cfg_options, load_config
+from .console import quiet_third_party
 
 __all__ = ["prepare_config", "run_tool", "launch_cpu_procs", "free_port"]
 
@@ -52,7 +53,11 @@ def run_tool(main) -> None:
     ``std::terminate``, SIGABRT, and torchrun reports a finished run as failed. The process group
     keeps those threads alive after ``destroy_process_group`` while anything (the DDP reducer)
     still holds it. Without finalization there is no GIL hand-over to fail. Logs and output are
-    flushed first."""
+    flushed first.
+
+    Third-party warnings a user cannot act on are filtered before ``main()`` imports anything
+    (:func:`~.console.quiet_third_party`)."""
+    quiet_third_party()
     distributed = False
     code = 1
     try:

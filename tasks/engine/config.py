@@ -5,8 +5,8 @@
 schedulers, hooks, visualizers and loops), unknown names and keys raise
 :class:`~glocal.core.errors.ConfigError` with the closest names. :func:`resolve_config` fills in
 what the engine decides at run time (launcher, work dir, dist backend, each scheduler's missing
-``end`` from the loop length, ``by_epoch`` of the checkpoint hook and log processor), in the
-config itself, so the config the Runner dumps says what ran.
+``end`` from the loop length, ``by_epoch`` of the checkpoint hook and log processor, the
+visualizer's backends), in the config itself, so the config the Runner dumps says what ran.
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ from glocal.core.errors import ConfigError, close_names
 from glocal.core.registry import accepted_args
 from glocal.modalities.registry import COLLATES, DATASETS, TRANSFORMS
 from glocal.tasks.registry import ALL_REGISTRIES, METRICS, MODELS, load_catalogs
+
+from .console import tensorboard_available
 
 __all__ = ["load_config", "validate_config", "apply_cfg_options", "resolve_config"]
 
@@ -405,10 +407,32 @@ def _fill_scheduler_ends(cfg: Config, iters_per_epoch: int | None) -> None:
             sched["end"] = int(train_cfg["max_iters"])
 
 
+def _resolve_visualizer(cfg: Config) -> None:
+    """Every run writes the scalars JSON (``LocalVisBackend``, which ``tools/results.py`` and
+    ``tools/plot_logs.py`` read) and TensorBoard events (``TensorboardVisBackend``): a visualizer
+    that lists other backends gets these two added, a config without one gets mmengine's
+    ``Visualizer`` with both. ``visualizer=None`` turns TensorBoard off (mmengine then writes the
+    scalars JSON only). Without tensorboard installed no events are written (the banner says so)."""
+    if "visualizer" in cfg and cfg.visualizer is None:
+        return
+    vis = {"type": "Visualizer", **(cfg.get("visualizer") or {})}
+    backends = list(vis.get("vis_backends") or [])
+    kinds = [b.get("type") if isinstance(b, Mapping) else type(b).__name__ for b in backends]
+    if "LocalVisBackend" not in kinds:
+        backends.insert(0, dict(type="LocalVisBackend"))
+    if not tensorboard_available():
+        backends = [b for b in backends if not (isinstance(b, Mapping) and b.get("type") == "TensorboardVisBackend")]
+    elif "TensorboardVisBackend" not in kinds:
+        backends.append(dict(type="TensorboardVisBackend"))
+    vis["vis_backends"] = backends
+    cfg.visualizer = vis
+
+
 def resolve_config(cfg: Config, iters_per_epoch: int | None = None) -> Config:
     """Fill in what the engine decides at run time, in the config itself (so the dumped config
     says what ran): the launcher, the work dir, the dist backend, the seed, each scheduler's
-    missing ``end``, and ``by_epoch`` of the checkpoint hook and log processor from the loop."""
+    missing ``end``, ``by_epoch`` of the checkpoint hook and log processor from the loop, and
+    the visualizer's backends (scalars JSON and TensorBoard, :func:`_resolve_visualizer`)."""
     launcher = cfg.get("launcher", "none") or "none"
     if launcher not in ("none", "pytorch"):
         raise ConfigError(f"launcher must be 'none' or 'pytorch'; got {launcher!r}")
@@ -420,6 +444,7 @@ def resolve_config(cfg: Config, iters_per_epoch: int | None = None) -> Config:
     dist_cfg = dict(env_cfg.get("dist_cfg") or {})
     dist_cfg["backend"] = _resolve_backend(dist_cfg.get("backend"))
     cfg.env_cfg = {**env_cfg, "dist_cfg": dist_cfg}
+    _resolve_visualizer(cfg)
     train_cfg = cfg.get("train_cfg")
     if train_cfg is not None:
         by_epoch = _loop_by_epoch(train_cfg)

@@ -9,6 +9,9 @@ metrics itself (glocal's registries give the clear errors) and hands the built o
 On CPU with ``launcher='pytorch'`` it initialises gloo itself and wraps the model in DDP without
 ``device_ids`` (mmengine would call ``torch.cuda.set_device`` and pass ``device_ids=[rank]``,
 both of which fail without CUDA).
+
+The console shows a banner, a progress display and warnings (:mod:`.console`); mmengine's
+environment, config and hook-order dump and its periodic log lines go to the log file only.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmengine.dist import master_only, sync_random_seed
+from mmengine.dist import get_rank, master_only, sync_random_seed
 from mmengine.evaluator import Evaluator
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.runner import Runner, set_random_seed
@@ -31,8 +34,10 @@ from glocal.core.errors import ConfigError
 from glocal.tasks.registry import METRICS, MODELS
 
 from ..checkpoint import (PART, AtomicCheckpointHook, CheckpointError, SafeCheckpointHook, check_fits,
-                          commit_checkpoint, decode_state, latest_checkpoint, read_checkpoint, strip_module_prefix)
+                          commit_checkpoint, decode_state, latest_checkpoint, load_weights, read_checkpoint,
+                          strip_module_prefix)
 from .config import _as_list, _fill_scheduler_ends, _loop_by_epoch, load_config, resolve_config, validate_config
+from .console import BuildLog, ConsoleHandler, ConsoleHook, RunConsole, quiet_third_party
 from .data import build_dataloader
 from .loops import AmpOptimWrapper, EpochBasedTrainLoop, IterBasedTrainLoop, OptimWrapper, ParameterDigestHook
 
@@ -80,7 +85,48 @@ class GlocalRunner(Runner):
     file and renamed when complete; every load (resume, ``load_from``) goes through
     :func:`~glocal.tasks.checkpoint.read_checkpoint` (``weights_only=True``, checksum, glocal's
     errors) and must fit the model exactly; auto-resume never picks a partial file and says when
-    it starts fresh; a resumed run takes the optimizer hyper-parameters of its config."""
+    it starts fresh; a resumed run takes the optimizer hyper-parameters of its config.
+
+    Its console (``progress``, ``verbose``: :class:`~.console.RunConsole`) replaces mmengine's
+    stdout handler from the start, so the environment and config dump reach only the log file
+    (unless verbose); ``train()``, ``val()`` and ``test()`` end a live progress bar however they end.
+    """
+
+    def __init__(self, *args, console: RunConsole | None = None, progress: str | None = None,
+                 verbose: bool | None = None, **kwargs):
+        self.console = console if console is not None else RunConsole(progress, verbose)
+        self.resumed_from = self.loaded_from = self.weights_from = None  # for the banner
+        super().__init__(*args, **kwargs)
+
+    def build_logger(self, log_level="INFO", log_file=None, **kwargs):
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        ConsoleHandler.attach(logger, self.console, rank=self.rank)  # setup_env has set the rank
+        return logger
+
+    def train(self):
+        try:
+            return super().train()
+        finally:
+            self.console.close()
+
+    def val(self):
+        try:
+            return super().val()
+        finally:
+            self.console.close()
+
+    def test(self):
+        try:
+            return super().test()
+        finally:
+            self.console.close()
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Load a weights file (``.pth`` checkpoint or ``.safetensors``) into the model for testing;
+        the banner names it."""
+        load_weights(getattr(self.model, "module", self.model), path)
+        self.weights_from = str(path)
+        self.logger.info(f"loaded weights from {path}")
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
@@ -100,6 +146,7 @@ class GlocalRunner(Runner):
         check_fits(model, state, filename)
         model.load_state_dict(state, strict=True)
         self._has_loaded = True
+        self.loaded_from = str(filename)
         self.logger.info(f"loaded checkpoint {filename}")
         return checkpoint
 
@@ -123,6 +170,7 @@ class GlocalRunner(Runner):
                map_location="default") -> None:
         wanted = self._config_hyper()
         super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        self.resumed_from = str(filename)
         self._apply_config_hyper(wanted, filename)
 
     def _optimizers(self) -> dict:
@@ -201,14 +249,18 @@ class ReliabilityHook(Hook):
 WRAPPERS = {"OptimWrapper": OptimWrapper, "AmpOptimWrapper": AmpOptimWrapper}
 
 
-def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = False) -> Runner:
+def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = False, *,
+                 progress: str | None = None, verbose: bool | None = None) -> Runner:
     """Validate ``cfg``, build the model, data and metrics through glocal's registries, and return
     an mmengine ``Runner`` ready to ``train()`` / ``test()``.
 
     Keys read beyond the Runner's own: ``launcher`` ('none' | 'pytorch'), ``work_dir`` (default
     ``work_dirs/<config stem>``), ``resume`` / ``load_from``, ``experiment_name``.
     ``for_test=True`` builds only what ``runner.test()`` needs (the dumped config stays whole).
+    ``progress`` ('auto' | 'bar' | 'lines' | 'off'; default ``$GLOCAL_PROGRESS`` or 'auto') and
+    ``verbose`` (default ``$GLOCAL_VERBOSE``): the console (:mod:`.console`).
     """
+    quiet_third_party()
     cfg = load_config(cfg)
     validate_config(cfg)
     if for_test:
@@ -217,8 +269,10 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = Fal
                 raise ConfigError(f"testing needs test_dataloader, test_cfg and test_evaluator; the config "
                                   f"has no {key}")
     resolve_config(cfg)
+    console = RunConsole(progress, verbose)
     if cfg.launcher == "pytorch":
         _init_distributed(cfg)
+    early = BuildLog(console, rank=get_rank())  # what building logs reaches the run's log file
 
     # one seed for the model init, the samplers and the Runner (which re-seeds with it)
     randomness = dict(cfg.get("randomness") or {})
@@ -254,9 +308,10 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = Fal
     if isinstance((default_hooks or {}).get("checkpoint"), Mapping) and \
             default_hooks["checkpoint"].get("type") in ("CheckpointHook", CheckpointHook):
         default_hooks["checkpoint"] = {**default_hooks["checkpoint"], "type": AtomicCheckpointHook}
-    custom_hooks = list(copy.deepcopy(cfg.get("custom_hooks") or [])) + [SafeCheckpointHook(),
-                                                                         ParameterDigestHook(), ReliabilityHook()]
-    return GlocalRunner(
+    custom_hooks = list(copy.deepcopy(cfg.get("custom_hooks") or [])) + [
+        SafeCheckpointHook(), ParameterDigestHook(), ReliabilityHook(), ConsoleHook()]
+    runner = GlocalRunner(
+        console=console,
         model=model,
         work_dir=cfg.work_dir,
         train_dataloader=loaders.get("train"),
@@ -284,3 +339,5 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = Fal
         experiment_name=cfg.get("experiment_name"),
         cfg=cfg,
     )
+    early.replay(runner.logger)
+    return runner
