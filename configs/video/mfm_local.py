@@ -54,7 +54,7 @@ test_dataloader = dict(
                  transforms=[dict(type='ResizeClip', scale=36), dict(type='ThreeCropClip', size=32), norm,
                              dict(type='PackClip')]),
 )
-val_evaluator = dict(type='Accuracy', topk=(1,))
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05), clip_grad=dict(max_norm=5.0))
