@@ -1344,7 +1344,12 @@ def _large_scene_step(args, w: Writer):
         parts.append((coords, s["normals"], s["labels"]))
     coords, normals, labels = (torch.cat([p[j] for p in parts])[:n] for j in range(3))
     n = coords.shape[0]
-    model = build_model(os.path.join(ROOT, "configs", "points", "scenes_local_global.py")).train()
+    from glocal.tasks.engine import load_config
+
+    model_cfg = load_config(os.path.join(ROOT, "configs", "points", "scenes_local_global.py")).model.to_dict()
+    # the config's scenes are small (5K points, 10 classes): the 100K points are four of the default
+    # scenes (27-30K points, 22 classes), so the head gets their class count
+    model = build_model(model_cfg, head={**model_cfg["head"], "num_classes": len(scenes.metainfo["classes"])}).train()
     batch = dict(inputs=torch.cat([coords, normals], 1)[None].float(), pos=coords[None].float(),
                  mask=torch.ones(1, n, dtype=torch.bool), data_samples=dict(seg=labels[None]))
 
