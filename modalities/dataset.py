@@ -64,6 +64,9 @@ class GlocalDataset(Dataset):
     """
 
     metainfo: dict = {}
+    # the file endings from_file reads (lower case, with the dot), or None: tools/infer.py keeps only
+    # these of the files under a folder input (all of them when None)
+    input_extensions: tuple[str, ...] | None = None
 
     def __init__(self, transforms=None, on_error: str = "error", max_skips: int | None = None):
         if on_error not in ("error", "skip"):

@@ -1,14 +1,20 @@
 """Metrics as mmengine ``BaseMetric``s: they consume the per-sample dicts of the post-processing."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-__all__ = ["Accuracy", "ROCAUC", "IoUMetric", "confusion_matrix", "roc_auc", "roc_auc_reference"]
+from glocal.core.errors import ConfigError, GlocalError
+from glocal.modalities.batch import PATH_KEYS, SKIPPED_KEY
+
+__all__ = ["Accuracy", "ROCAUC", "IoUMetric", "DumpPredictions", "confusion_matrix", "roc_auc", "roc_auc_reference",
+           "jsonable"]
 
 
 class Accuracy(BaseMetric):
@@ -147,3 +153,116 @@ class IoUMetric(BaseMetric):
                    mAcc=100.0 * float(np.nanmean(acc)) if (truth > 0).any() else 0.0)
         out.update({f"IoU.{n}": 100.0 * float(v) for n, v in zip(self.class_names, iou) if not np.isnan(v)})
         return out
+
+
+# ------------------------------------------------------------------------------------------------
+# what the model predicted, per sample, to a file
+# ------------------------------------------------------------------------------------------------
+def jsonable(value):
+    """``value`` in JSON's types: tensors and arrays as (nested) lists, or numbers when 0-d;
+    mappings and sequences element by element; anything else JSON has no type for as its string."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        return (value.float() if value.dtype in (torch.float16, torch.bfloat16) else value).tolist()
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return str(value)
+
+
+def _batch_paths(data_batch, count: int) -> list | None:
+    """The file of each of the ``count`` samples of ``data_batch`` when the batch carries them (a
+    list of strings under ``path`` or another of :data:`PATH_KEYS`, as ImageFolder's samples); else None."""
+    if not isinstance(data_batch, Mapping):
+        return None
+    for where in (data_batch.get("data_samples"), data_batch):
+        for key in PATH_KEYS:
+            paths = where.get(key) if isinstance(where, Mapping) else None
+            if isinstance(paths, (list, tuple)) and len(paths) == count and all(isinstance(p, str) for p in paths):
+                return list(paths)
+    return None
+
+
+def _record(index: int, path: str | None, fields: Mapping) -> dict:
+    """A sample's record: ``index``, ``path`` when known, then ``fields`` made JSON-able."""
+    record = {"index": index, **({"path": path} if path else {})}
+    record.update((k, v) for k, v in jsonable(fields).items() if k not in record)
+    return record
+
+
+class DumpPredictions(BaseMetric):
+    """Writes what the model predicted for every test sample to ``out_file`` and returns no metric:
+    ``tools/test.py --dump FILE.json`` (the ``--dump`` of mmdet and mmpretrain), to look at the
+    errors, compare two runs, or check ``tools/infer.py`` against testing.
+
+    The file is a JSON list with one record per sample, in dataset order: ``index`` (the sample's
+    index in the test dataset), ``path`` when the batch carries the sample's file (ImageFolder's
+    samples do), and the post-processed sample made JSON-able (tensors as lists or numbers):
+    ``pred_label``, ``pred_scores``, ``gt_label`` of a classifier; ``pred_seg``, ``gt_seg`` of
+    segmentation; ``pred`` of regression; ``pred_text`` of CTC. A sample the dataset skipped
+    (``on_error='skip'``) is ``index``, ``path`` and ``error``.
+
+    ``batches`` are the dataset indices of every batch the test loader yields in this process, in
+    order (:meth:`for_loader` reads them from the loader): they give every record its dataset
+    index whatever the sampler (sequential, length buckets) and however many processes test.
+    """
+
+    default_prefix = ""
+
+    def __init__(self, out_file: str, batches: Iterable[Sequence[int]], collect_device: str = "cpu"):
+        super().__init__(collect_device=collect_device)
+        self.out_file = str(out_file)
+        self.batches = [[int(i) for i in keys] for keys in batches]
+        self._next = 0
+
+    @classmethod
+    def for_loader(cls, out_file: str, loader) -> DumpPredictions:
+        """The metric for ``loader``, the runner's test loader: the indices of its batches from its
+        batch sampler, which yields the same batches on every pass (seeded; testing does not shuffle)."""
+        sampler = getattr(loader, "batch_sampler", None)
+        if sampler is None:
+            raise ConfigError("--dump needs a test loader that batches (batch_size set, or a batch sampler), to "
+                              "know which dataset sample each prediction is")
+        return cls(out_file, ([k[0] if isinstance(k, (tuple, list)) else k for k in keys] for keys in sampler))
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """The batch's records, indexed by the loader's batch of the same rank."""
+        skipped = {int(i): (path, message) for i, path, message in
+                   (data_batch.get(SKIPPED_KEY, ()) if isinstance(data_batch, Mapping) else ())}
+        keys = self.batches[self._next] if self._next < len(self.batches) else []
+        kept = [k for k in keys if k not in skipped]
+        if len(kept) != len(data_samples):
+            raise GlocalError(f"DumpPredictions: batch {self._next} of the test loader has {len(data_samples)} "
+                              f"predictions, but its batch sampler gave {len(kept)} samples that loaded; the dump "
+                              f"cannot tell which sample each prediction is")
+        self._next += 1
+        paths = _batch_paths(data_batch, len(kept)) or [None] * len(kept)
+        records = [_record(k, p, dict(s)) for k, p, s in zip(kept, paths, data_samples)]
+        records += [_record(k, p, dict(error=m)) for k, (p, m) in skipped.items()]
+        self.results.append(records)
+
+    def compute_metrics(self, results: list) -> dict:
+        """Writes the records of every process, sorted by index, each sample once (a distributed
+        sampler repeats a few to give every process as many); no metric."""
+        by_index = {}
+        for record in (r for records in results for r in records):
+            by_index.setdefault(record["index"], record)
+        records = [by_index[i] for i in sorted(by_index)]
+        path = Path(self.out_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
+        print_log(f"predictions of {len(records)} samples written to {path}", logger="current")
+        return {}
+
+    def evaluate(self, size: int) -> dict:
+        """Every process's records as one result: mmengine collects the results of several
+        processes by interleaving them (to the shortest) and cutting them to the dataset's length,
+        which would drop records of processes with more batches or samples than the others."""
+        self._next = 0  # a second pass of the loader starts again at its first batch
+        self.results = [[record for batch in self.results for record in batch]]
+        return super().evaluate(size)

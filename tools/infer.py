@@ -7,8 +7,10 @@
 
 Examples, one per modality::
 
-    # image classification: the top 5 classes with their probabilities
+    # image classification: the top 5 classes with their probabilities, of one file or of every
+    # image under a folder (its subfolders too)
     python tools/infer.py configs/image/fashion_mnist_demo.py work_dirs/fashion_mnist_demo/epoch_8.pth shirt.png
+    python tools/infer.py configs/image/fashion_mnist_demo.py work_dirs/fashion_mnist_demo/epoch_8.pth photos/
     # segmentation: a PNG label map per image in --out-dir, and the class histogram
     python tools/infer.py configs/image/scenes_unet_local.py scenes.pth scene1.png scene2.png --out-dir seg/
     # molecules: SMILES strings, or a .txt file with one SMILES per line
@@ -31,7 +33,12 @@ error naming the differing tensors.
 **Inputs.** Each INPUT is what the config's dataset class takes from a user: a file (image, audio,
 point cloud, video) or a string (a SMILES). An input ending in ``.txt`` or ``.lst`` is a list of
 inputs, one per line (blank lines and ``#`` comments skipped; a relative path is taken relative to
-the list's folder when the file is there).
+the list's folder when the file is there). A folder stands for the files under it, subfolders
+included, sorted by path, hidden ones left out; when the dataset class declares the file endings
+it reads (``input_extensions``: the image datasets ``.png``, ``.jpg``, ...; the video and point-cloud
+datasets theirs), only those, else every file. A folder without such a file is an input error
+naming it. The files of a class-per-subfolder tree come in the order ``ImageFolder`` reads them,
+so the lines match the records of ``tools/test.py --dump`` on an ``ImageFolder`` of that tree.
 
 **How a file becomes a prediction**, the same for every modality: the config's test dataset
 (``test_dataloader.dataset``) names a dataset class, whose classmethod ``from_file(source,
@@ -58,9 +65,9 @@ holds decides the line printed:
 
 ``--out results.json`` writes every input's prediction (or its error) as JSON.
 
-**Errors.** An input that cannot be read (a missing or unreadable file, an invalid SMILES) is
-reported on stderr in the toolkit's words, naming it, and the other inputs still run; the exit
-code is then 2 and the last line says how many failed. A checkpoint that does not fit the config,
+**Errors.** An input that cannot be read (a missing or unreadable file, an invalid SMILES, a folder
+without input files) is reported on stderr in the toolkit's words, naming it, and the other inputs
+still run; the exit code is then 2 and the last line says how many failed. A checkpoint that does not fit the config,
 or a config whose dataset class has no ``from_file``, stops the run (``error: ...``, exit code 2).
 """
 from __future__ import annotations
@@ -88,7 +95,7 @@ def parse_args(argv=None):
     parser.add_argument("config", help="config file")
     parser.add_argument("checkpoint", help=".pth checkpoint or .safetensors weights")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="files, SMILES strings, or .txt/.lst lists of them (one per line)")
+                        help="files, folders of files, SMILES strings, or .txt/.lst lists of them (one per line)")
     parser.add_argument("--batch", type=int, default=16, help="inputs per batch (default 16)")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per input (default 5)")
     parser.add_argument("--out", help="write every prediction (and error) to this JSON file")
@@ -106,26 +113,62 @@ def parse_args(argv=None):
 # ------------------------------------------------------------------------------------------------
 # inputs -> samples -> batches
 # ------------------------------------------------------------------------------------------------
-def expand_inputs(inputs) -> list[str]:
-    """The inputs with every ``.txt`` / ``.lst`` list replaced by its lines (see the module doc)."""
+@dataclass
+class Item:
+    """One input on its way: its sample, then its prediction or its error."""
+
+    source: str
+    sample: dict | None = None
+    notes: list[str] = field(default_factory=list)
+    result: dict | None = None
+    info: dict = field(default_factory=dict)  # what the batch's output says about it: grid, classes
+    error: str | None = None
+
+
+def _listed(item: str) -> list[str]:
+    """``item``, or the lines of the list file ``item`` (``.txt`` / ``.lst``; see the module doc)."""
     from glocal.core.errors import DataError
 
+    path = Path(item)
+    if path.suffix.lower() not in LIST_SUFFIXES:
+        return [item]
+    if not path.is_file():
+        raise DataError(f"{item}: list of inputs not found (an input ending in {' or '.join(LIST_SUFFIXES)} is "
+                        f"read as a list, one input per line)")
     out = []
-    for item in inputs:
-        path = Path(item)
-        if path.suffix.lower() not in LIST_SUFFIXES:
-            out.append(item)
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
             continue
-        if not path.is_file():
-            raise DataError(f"{item}: list of inputs not found (an input ending in {' or '.join(LIST_SUFFIXES)} is "
-                            f"read as a list, one input per line)")
-        for line in path.read_text(encoding="utf-8-sig").splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            near = path.parent / line
-            out.append(str(near) if not Path(line).is_absolute() and near.is_file() else line)
+        near = path.parent / line
+        out.append(str(near) if not Path(line).is_absolute() and near.exists() else line)
     return out
+
+
+def folder_items(folder: str, extensions=None) -> list[Item]:
+    """The files under ``folder`` as items: recursive, sorted by path (a class-per-subfolder tree
+    comes out in ImageFolder's order), hidden files and folders left out, and only those ending in
+    one of ``extensions`` when the dataset class declares them. A folder without such a file is
+    one item with that error."""
+    root = Path(folder)
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts)
+                   and (extensions is None or p.suffix.lower() in extensions))
+    if not files:
+        kinds = f"files ending in {', '.join(extensions)}" if extensions is not None else "files"
+        return [Item(folder, error=f"{folder}: folder with no input files (looked for {kinds}, in its subfolders "
+                                   f"too; hidden ones are left out)")]
+    return [Item(str(p)) for p in files]
+
+
+def expand_inputs(inputs, extensions=None) -> list[Item]:
+    """The inputs as items: a ``.txt`` / ``.lst`` list replaced by its lines, a folder by the files
+    under it (:func:`folder_items`, ``extensions``: the dataset class's ``input_extensions``)."""
+    items = []
+    for item in inputs:
+        for source in _listed(item):
+            items += folder_items(source, extensions) if Path(source).is_dir() else [Item(source)]
+    return items
 
 
 @dataclass
@@ -172,6 +215,13 @@ class Reader:
             raise ConfigError(f"dataset class {name} has no collate: give test_dataloader a collate_fn")
         return cls(dataset, kwargs, pipeline, collate)
 
+    @property
+    def extensions(self) -> tuple[str, ...] | None:
+        """The file endings a folder input is filtered by: the dataset class's ``input_extensions``
+        (None when it declares none: every file)."""
+        extensions = getattr(self.cls, "input_extensions", None)
+        return None if extensions is None else tuple(e.lower() for e in extensions)
+
     def sample(self, source: str) -> tuple[dict, list[str]]:
         """The transformed sample of ``source``, and the notes (warnings naming it) made on the way;
         other warnings are passed on."""
@@ -185,18 +235,6 @@ class Reader:
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return sample, notes
-
-
-@dataclass
-class Item:
-    """One input on its way: its sample, then its prediction or its error."""
-
-    source: str
-    sample: dict | None = None
-    notes: list[str] = field(default_factory=list)
-    result: dict | None = None
-    info: dict = field(default_factory=dict)  # what the batch's output says about it: grid, classes
-    error: str | None = None
 
 
 def _message(e: Exception) -> str:
@@ -426,15 +464,15 @@ def main(argv=None) -> int:
         model = model.to(device).eval()
     except (RuntimeError, AssertionError) as e:
         raise ConfigError(f"--device {device}: {e}") from e
-    sources = expand_inputs(args.inputs)
-    if not sources:
+    inputs = expand_inputs(args.inputs, reader.extensions)
+    if not inputs:
         raise InputError(f"no inputs: the lists {args.inputs} hold no line that is not blank or a # comment")
 
     context = dict(labels=labels, topk=args.topk, out_dir=Path(args.out_dir), taken=set())
     records, failed = [], 0
-    for start in range(0, len(sources), args.batch):
-        items = [Item(source) for source in sources[start:start + args.batch]]
-        for item in items:
+    for start in range(0, len(inputs), args.batch):
+        items = inputs[start:start + args.batch]
+        for item in (i for i in items if i.error is None):  # an empty folder has its error already
             try:
                 item.sample, item.notes = reader.sample(item.source)
             except Exception as e:  # noqa: BLE001 - reported per input; the others still run
@@ -457,7 +495,7 @@ def main(argv=None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
     if failed:
-        print(f"error: {failed} of {len(sources)} inputs failed", file=sys.stderr)
+        print(f"error: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
         return 2
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 from glocal.core.errors import DataError, DatasetNotFoundError, InputError
 
 from ..dataset import GlocalDataset
+from .folder import IMAGE_EXTENSIONS
 
 __all__ = ["FashionMNIST", "read_idx", "FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES"]
 
@@ -108,6 +109,7 @@ class FashionMNIST(GlocalDataset):
     """
 
     metainfo = dict(classes=FASHION_MNIST_CLASSES)
+    input_extensions = IMAGE_EXTENSIONS  # the image files from_file reads
 
     def __init__(self, root: str | None = None, split: str = "train", transforms=None, limit: int | None = None,
                  on_error: str = "error", max_skips: int | None = None):

@@ -81,6 +81,8 @@ class ImageFolder(GlocalDataset):
             :class:`~glocal.modalities.dataset.GlocalDataset`.
     """
 
+    input_extensions = IMAGE_EXTENSIONS  # what from_file reads, for a folder input of tools/infer.py
+
     def __init__(self, root: str, mode: str = "RGB", transforms=None, extensions=IMAGE_EXTENSIONS,
                  on_error: str = "error", max_skips: int | None = None):
         super().__init__(transforms, on_error=on_error, max_skips=max_skips)

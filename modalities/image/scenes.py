@@ -44,6 +44,7 @@ from glocal.core.errors import InputError
 
 from ..dataset import GlocalDataset
 from .fashion_mnist import FASHION_MNIST_CLASSES, _load_split, fashion_mnist_root
+from .folder import IMAGE_EXTENSIONS
 
 __all__ = ["FashionMNISTScenes", "generate_scenes", "GENERATOR_VERSION"]
 
@@ -202,6 +203,7 @@ class FashionMNISTScenes(GlocalDataset):
     """
 
     metainfo = dict(classes=("background",) + FASHION_MNIST_CLASSES)
+    input_extensions = IMAGE_EXTENSIONS  # the image files from_file reads
 
     def __init__(self, split: str = "train", num_canvases: int | None = None, canvas=64, items=(2, 4),
                  scale=(0.8, 1.3), flip: float = 0.5, ink_threshold: int = 64, seed: int = 0,

@@ -64,7 +64,7 @@ from glocal.core.errors import ConfigError, DataError, DatasetNotFoundError
 
 from ..batch import PadCollate, SkippedSample
 from ..dataset import GlocalDataset
-from .io import _draw, _face_table, check_labels, data_root, read_mesh, read_points
+from .io import POINT_SUFFIXES, _draw, _face_table, check_labels, data_root, read_mesh, read_points
 from .transforms import POINT_KEYS, CenterShift, NormalizeCoords, SphereCrop, random_rotation, rotation_matrix
 
 __all__ = ["PointCollate", "ShapeClassification", "LidarTiles", "PointScenes", "SHAPE_CLASSES", "LIDAR_CLASSES",
@@ -303,6 +303,7 @@ class _PointSet(GlocalDataset):
     """Base: ``features`` (what ``inputs`` is made of), ``ignore_index``, a :class:`PointCollate`."""
 
     default_features: tuple[str, ...] = ("coords",)
+    input_extensions = POINT_SUFFIXES  # the clouds and meshes from_file reads (read_points)
 
     def __init__(self, features, ignore_index: int, transforms, on_error: str, max_skips: int | None):
         super().__init__(transforms, on_error=on_error, max_skips=max_skips)

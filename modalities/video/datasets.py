@@ -155,6 +155,7 @@ class VideoDataset(GlocalDataset):
         self._logged = False
 
     collate = ClipCollate()
+    input_extensions = VIDEO_EXTENSIONS  # the video files from_file reads
 
     @classmethod
     def collate_for(cls, pipeline=None) -> ClipCollate:

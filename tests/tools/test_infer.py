@@ -1,7 +1,8 @@
 """tools/infer.py: an untrained model of each landed modality's configs run on a user's own files
-(images, SMILES, wav, point clouds, mp4), the printed lines and the JSON, and the errors: per input
-(missing file, invalid SMILES, truncated video) and for the whole run (no from_file, weights of
-another model, missing structure)."""
+(images, SMILES, wav, point clouds, mp4) and folders of them, the printed lines and the JSON, and
+the errors: per input (missing file, invalid SMILES, truncated video, empty folder) and for the
+whole run (no from_file, weights of another model, missing structure). Fashion-MNIST test images
+written as PNGs get the probabilities ``tools/test.py --dump`` gives the same images."""
 import importlib.util
 import json
 import pathlib
@@ -20,8 +21,8 @@ from glocal.tasks.checkpoint import CheckpointError
 from glocal.tasks.engine import build_model, load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools" / "infer.py"
 TINY = ROOT / "tests" / "tasks" / "configs" / "tiny_fashion_mnist.py"
+DEMO = ROOT / "configs" / "image" / "fashion_mnist_demo.py"
 SCENES = ROOT / "configs" / "image" / "scenes_unet_local.py"
 FREESOLV = ROOT / "configs" / "graph" / "freesolv_gps.py"
 SOLUBILITY = ROOT / "configs" / "graph" / "solubility_cls_gps.py"
@@ -31,8 +32,8 @@ CTC = ROOT / "configs" / "audio" / "ctc_conformer.py"
 MFM = ROOT / "configs" / "video" / "mfm_local_global.py"
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("glocal_infer_tool", TOOL)
+def _tool(name: str = "infer"):
+    spec = importlib.util.spec_from_file_location(f"glocal_{name}_tool", ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -82,6 +83,111 @@ def test_image_classifier_top_k_and_a_missing_file(tmp_path, capsys):
         probs = [t["prob"] for t in top]
         assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
         assert abs(sum(r["scores"]) - 1) < 1e-5 and len(r["scores"]) == 10
+
+
+# Fashion-MNIST test images of eight classes (9, 2, 1, 6, 4, 5, 7, 3), and the sizes (H, W) they are
+# written at, in turn: their own, and upscaled (PIL, bilinear)
+PICKED = (0, 1, 2, 4, 6, 8, 9, 13)
+SIZES = ((28, 28), (40, 40), (42, 56), (70, 33))
+
+
+def write_fashion_pngs(folder: pathlib.Path) -> list[pathlib.Path]:
+    """The :data:`PICKED` test images as ``folder/<label>_<class>/<index>.png`` (a class's folder
+    name cannot hold the ``/`` of ``T-shirt/top``), at the :data:`SIZES` in turn."""
+    from glocal.modalities.image import FashionMNIST
+
+    test = FashionMNIST(split="test", limit=max(PICKED) + 1)
+    paths = []
+    for n, i in enumerate(PICKED):
+        label = int(test.labels[i])
+        path = folder / f"{label}_{FASHION_MNIST_CLASSES[label].replace('/', '_')}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        H, W = SIZES[n % len(SIZES)]
+        Image.fromarray(test.images[i]).resize((W, H), Image.BILINEAR).save(path)
+        paths.append(path)
+    return paths
+
+
+def dump(config, ckpt: str, folder: pathlib.Path, name: str, *options) -> list[dict]:
+    """The records of ``tools/test.py CONFIG CKPT --dump`` (in-process)."""
+    out = folder / f"{name}.json"
+    argv = [str(config), ckpt, "--dump", str(out), "--work-dir", str(folder / name), "--progress", "off"]
+    assert _tool("test").main(argv + (["--cfg-options", *options] if options else [])) == 0
+    return json.loads(out.read_text())
+
+
+def assert_same_predictions(infer_records: list[dict], test_records: list[dict]) -> None:
+    """The same top-1 class per image, and probabilities within 1e-5."""
+    assert len(infer_records) == len(test_records) > 0
+    for a, b in zip(infer_records, test_records):
+        assert a["topk"][0]["index"] == b["pred_label"], (a["input"], b)
+        assert np.abs(np.array(a["scores"]) - np.array(b["pred_scores"])).max() < 1e-5, (a["input"], b["index"])
+
+
+def test_fashion_mnist_pngs_and_a_folder_of_mixed_sizes_match_the_test_tool(tmp_path, capsys):
+    """Fashion-MNIST test images written as PNGs (28x28 and upscaled) in a class-per-subfolder tree:
+    tools/infer.py on the folder and on single files gives the probabilities tools/test.py --dump
+    gives the same files read by ImageFolder (resized to 28x28 in its test transforms, as the
+    demo's FashionMNIST.from_file resizes them), and a 28x28 PNG those of the test image itself
+    through the demo's own test dataset (FashionMNIST from the IDX files)."""
+    torch.manual_seed(2)  # untrained (the two paths to the model are compared), but not one class for all
+    ckpt = checkpoint(DEMO, tmp_path)
+    folder = tmp_path / "folder"
+    pngs = write_fashion_pngs(folder)
+    (folder / "README.md").write_text("not an image: a folder input keeps only image files\n")
+
+    cfg = load_config(DEMO)  # the demo with an ImageFolder of the PNGs as its test set
+    cfg.test_dataloader = dict(batch_size=3, num_workers=0, sampler=dict(type="SeededSampler", shuffle=False),
+                               dataset=dict(type="ImageFolder", root=str(folder), mode="L",
+                                            transforms=[dict(type="Resize", size=28), dict(type="PackInputs")]))
+    cfg.dump(str(tmp_path / "folder_test.py"))
+    on_folder = dump(tmp_path / "folder_test.py", ckpt, tmp_path, "folder")
+    assert [r["path"] for r in on_folder] == [str(p) for p in sorted(pngs)]  # the tree's order, files named
+    assert [r["index"] for r in on_folder] == list(range(len(pngs)))
+    assert len({r["pred_label"] for r in on_folder}) > 1  # the top-1 comparison below is not trivial
+    classes = sorted({p.parent.name for p in pngs})  # ImageFolder's: the subfolders, sorted
+    assert [r["gt_label"] for r in on_folder] == [classes.index(pathlib.Path(r["path"]).parent.name) for r in on_folder]
+
+    for config in (tmp_path / "folder_test.py", DEMO):  # ImageFolder.from_file + Resize; FashionMNIST.from_file
+        assert run(config, ckpt, folder, out=tmp_path / "r.json") == 0  # one input: the folder
+        records = json.loads((tmp_path / "r.json").read_text())
+        assert [r["input"] for r in records] == [r["path"] for r in on_folder]
+        assert_same_predictions(records, on_folder)
+    wide = next(p for p in pngs if Image.open(p).size == (33, 70))
+    assert run(tmp_path / "folder_test.py", ckpt, wide, out=tmp_path / "one.json") == 0  # one file
+    assert_same_predictions(json.loads((tmp_path / "one.json").read_text()),
+                            [r for r in on_folder if r["path"] == str(wide)])
+
+    # a Fashion-MNIST test image written as a 28x28 PNG: as the test image through the demo's test set
+    on_test_set = dump(DEMO, ckpt, tmp_path, "test_set", f"test_dataloader.dataset.limit={max(PICKED) + 1}")
+    own_size = [p for p in pngs if Image.open(p).size == (28, 28)]
+    assert run(DEMO, ckpt, *own_size, out=tmp_path / "own.json") == 0
+    assert_same_predictions(json.loads((tmp_path / "own.json").read_text()),
+                            [on_test_set[int(p.stem)] for p in own_size])
+    assert [on_test_set[int(p.stem)]["index"] for p in own_size] == [int(p.stem) for p in own_size]
+    capsys.readouterr()
+
+
+def test_folder_inputs_keep_the_dataset_files_and_an_empty_folder_is_an_input_error(tmp_path, capsys):
+    ckpt = checkpoint(TINY, tmp_path)
+    photos, empty = tmp_path / "photos", tmp_path / "empty"
+    (photos / "b").mkdir(parents=True)
+    (photos / ".thumbs").mkdir()
+    empty.mkdir()
+    save_image(photos / "b" / "2.PNG", (28, 28))
+    save_image(photos / "1.jpg", (30, 20, 3), seed=1)
+    save_image(photos / ".thumbs" / "1.png", (28, 28))  # hidden: left out
+    (photos / "notes.txt").write_text("not an image\n")  # not a list here: a file the dataset does not read
+    (empty / "notes.md").write_text("nothing to classify\n")
+    code = run(TINY, ckpt, photos, empty, out=tmp_path / "r.json")
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert [line.split(": ")[0] for line in out.splitlines()] == [str(photos / "1.jpg"), str(photos / "b" / "2.PNG")]
+    assert re.search(rf"error: {re.escape(str(empty))}: folder with no input files \(looked for files ending in "
+                     rf"\.png, \.jpg", err), err
+    assert "1 of 3 inputs failed" in err
+    assert [r["input"] for r in json.loads((tmp_path / "r.json").read_text())] == \
+        [str(photos / "1.jpg"), str(photos / "b" / "2.PNG"), str(empty)]
 
 
 def test_segmentation_writes_label_maps_at_the_input_size(tmp_path, capsys):
