@@ -4,7 +4,7 @@
 # positional encoding); MLP ratio 5 (4 in scenes_local_global.py) keeps the size matched.
 #
 #   .venv/bin/python tools/train.py configs/points/scenes_global.py
-# 5,888,982 parameters.
+# 5,888,586 parameters.
 _base_ = ['../_base_/default_runtime.py']
 
 epochs = 4

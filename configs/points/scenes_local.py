@@ -4,7 +4,7 @@
 # the size matched.
 #
 #   .venv/bin/python tools/train.py configs/points/scenes_local.py
-# 5,898,326 parameters.
+# 5,897,930 parameters.
 _base_ = ['../_base_/default_runtime.py']
 
 epochs = 4

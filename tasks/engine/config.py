@@ -36,6 +36,7 @@ from glocal.modalities.registry import COLLATES, DATASETS, TRANSFORMS
 from glocal.tasks.registry import ALL_REGISTRIES, METRICS, MODELS, load_catalogs
 
 from .console import tensorboard_available
+from .pictures import ResultPictures
 
 __all__ = ["load_config", "validate_config", "apply_cfg_options", "resolve_config"]
 
@@ -166,7 +167,9 @@ def _check_sampler(sampler: Mapping, path: str) -> None:
 
 # What the engine reads at the top level of a config besides the Runner's own arguments.
 ENGINE_KEYS = ("data_preprocessor", "launcher", "cpu_procs", "work_dir", "resume", "load_from", "randomness", "env_cfg",
-               "log_level", "default_scope", "experiment_name", "_base_")
+               "log_level", "default_scope", "experiment_name", "test_pictures", "_base_")
+# top-level keys --cfg-options may set though the config leaves them out
+OPTION_KEYS = RUNNER_KEYS + ("test_pictures",)
 # (section, kind): the top-level sections that must be dicts (or lists of dicts)
 SECTIONS = {"model": Mapping, "train_dataloader": Mapping, "val_dataloader": Mapping, "test_dataloader": Mapping,
             "train_cfg": Mapping, "val_cfg": Mapping, "test_cfg": Mapping, "optim_wrapper": Mapping,
@@ -196,6 +199,18 @@ def _check_top_level(cfg: Config) -> None:
         if value is not None and not isinstance(value, kind):
             raise ConfigError(f"{key}: expected a dict(...){' or a list of them' if kind is not Mapping else ''}; "
                               f"got {type(value).__name__} {value!r}")
+
+
+def _check_pictures(value: Any) -> None:
+    """``test_pictures``: None / False (off), True, or a dict of :class:`~.pictures.ResultPictures`'
+    arguments."""
+    if value is None or isinstance(value, bool):
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"test_pictures: expected dict(num_examples=..., ...), or None to turn the test "
+                          f"pictures off; got {type(value).__name__} {value!r}")
+    _check_keys(value, _accepted_args(ResultPictures), "test_pictures", "ResultPictures")
+    _check_arg_values(value, ResultPictures, "test_pictures")
 
 
 def _expects(param: inspect.Parameter) -> type | None:
@@ -246,6 +261,7 @@ def validate_config(cfg: Config) -> None:
     """Check the whole config before anything is built: the top-level names, every ``type=``,
     the keys of each section and component, and the kinds of their values."""
     _check_top_level(cfg)
+    _check_pictures(cfg.get("test_pictures", {}))
     if not isinstance(cfg.get("model"), Mapping):
         raise ConfigError("the config has no 'model' dict")
     _check_glocal(cfg.model, "model", MODELS)
@@ -336,7 +352,7 @@ def _options_candidates(node: Mapping, path: list[str]) -> set[str]:
                     break
         names |= (_accepted_args(factory) or set()) if factory is not None else set()
     elif not path:
-        names |= set(RUNNER_KEYS)
+        names |= set(OPTION_KEYS)
     elif path == ["train_cfg"]:  # either loop's arguments: by_epoch=False max_iters=N switches loops
         names |= (_accepted_args(_MMEpochBasedTrainLoop) | _accepted_args(_MMIterBasedTrainLoop)) | {"by_epoch"}
     elif path == ["optim_wrapper"]:

@@ -12,6 +12,9 @@ both of which fail without CUDA).
 
 The console shows a banner, a progress display and warnings (:mod:`.console`); mmengine's
 environment, config and hook-order dump and its periodic log lines go to the log file only.
+
+A runner built for testing draws pictures of the results into ``<log_dir>/pictures/``
+(:class:`~.pictures.ResultPictures`; the config's ``test_pictures``).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from .config import _as_list, _fill_scheduler_ends, _loop_by_epoch, load_config,
 from .console import BuildLog, ConsoleHandler, ConsoleHook, RunConsole, quiet_third_party
 from .data import build_dataloader
 from .loops import AmpOptimWrapper, EpochBasedTrainLoop, IterBasedTrainLoop, OptimWrapper, ParameterDigestHook
+from .pictures import ResultPictures
 
 __all__ = ["build_model", "build_runner", "GlocalRunner", "ReliabilityHook"]
 
@@ -246,6 +250,14 @@ class ReliabilityHook(Hook):
         self._report(runner, "testing")
 
 
+def _picture_hooks(cfg: Config) -> list[Hook]:
+    """``[ResultPictures(**cfg.test_pictures)]``, or ``[]`` when the config turns pictures off."""
+    pictures = cfg.get("test_pictures", {})
+    if pictures is None or pictures is False:
+        return []
+    return [ResultPictures(**(dict(pictures) if isinstance(pictures, Mapping) else {}))]
+
+
 WRAPPERS = {"OptimWrapper": OptimWrapper, "AmpOptimWrapper": AmpOptimWrapper}
 
 
@@ -256,7 +268,9 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = Fal
 
     Keys read beyond the Runner's own: ``launcher`` ('none' | 'pytorch'), ``work_dir`` (default
     ``work_dirs/<config stem>``), ``resume`` / ``load_from``, ``experiment_name``.
-    ``for_test=True`` builds only what ``runner.test()`` needs (the dumped config stays whole).
+    ``for_test=True`` builds only what ``runner.test()`` needs (the dumped config stays whole) and
+    adds :class:`~.pictures.ResultPictures` (``test_pictures``: its arguments as a dict, default
+    ``dict()``; None or False: no pictures).
     ``progress`` ('auto' | 'bar' | 'lines' | 'off'; default ``$GLOCAL_PROGRESS`` or 'auto') and
     ``verbose`` (default ``$GLOCAL_VERBOSE``): the console (:mod:`.console`).
     """
@@ -310,6 +324,8 @@ def build_runner(cfg: str | os.PathLike | Mapping | Config, for_test: bool = Fal
         default_hooks["checkpoint"] = {**default_hooks["checkpoint"], "type": AtomicCheckpointHook}
     custom_hooks = list(copy.deepcopy(cfg.get("custom_hooks") or [])) + [
         SafeCheckpointHook(), ParameterDigestHook(), ReliabilityHook(), ConsoleHook()]
+    if for_test:
+        custom_hooks += _picture_hooks(cfg)
     runner = GlocalRunner(
         console=console,
         model=model,
