@@ -141,7 +141,7 @@ def test_fashion_mnist_pngs_and_a_folder_of_mixed_sizes_match_the_test_tool(tmp_
                                dataset=dict(type="ImageFolder", root=str(folder), mode="L",
                                             transforms=[dict(type="Resize", size=28), dict(type="PackInputs")]))
     cfg.dump(str(tmp_path / "folder_test.py"))
-    on_folder = dump(tmp_path / "folder_test.py", ckpt, tmp_path, "folder")
+    on_folder = dump(tmp_path / "folder_test.py", ckpt, tmp_path, "folder_run")  # its work dir: not the image folder
     assert [r["path"] for r in on_folder] == [str(p) for p in sorted(pngs)]  # the tree's order, files named
     assert [r["index"] for r in on_folder] == list(range(len(pngs)))
     assert len({r["pred_label"] for r in on_folder}) > 1  # the top-1 comparison below is not trivial
