@@ -99,14 +99,9 @@ MAX_JSON_VALUES = 65_536  # maps up to this size also go into the JSON
 POINT_BINS = 20  # distance bins of the point profile
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.replace("x", ",").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def parse_args(argv=None):
+    from glocal.tasks.engine.cli import int_tuple
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("config", help="config file")
@@ -123,7 +118,7 @@ def parse_args(argv=None):
     p.add_argument("--log", action="store_true", help="log10 colour / y scale")
     p.add_argument("--decades", type=float, default=4.0, help="decades shown with --log (default 4)")
     p.add_argument("--random", action="store_true", help="random inputs instead of the test dataset")
-    p.add_argument("--input-shape", type=_ints, help="with --random: the input batch shape, e.g. 1,1,64,64")
+    p.add_argument("--input-shape", type=int_tuple, help="with --random: the input batch shape, e.g. 1,1,64,64")
     p.add_argument("--seed", type=int, default=0, help="seed of the untrained weights, random inputs and "
                                                        "directions (default 0)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")

@@ -24,19 +24,14 @@ import sys
 import torch
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.replace("x", ",").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def parse_args(argv=None):
+    from glocal.tasks.engine.cli import int_tuple
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("target", help="a config file (.py) with a `model` dict, or a registered backbone name")
-    p.add_argument("--input-shape", type=_ints, help="input batch shape, e.g. 1,3,224,224")
-    p.add_argument("--grid", type=_ints, help="token grid for a backbone, e.g. 56,56 (no stem or head)")
+    p.add_argument("--input-shape", type=int_tuple, help="input batch shape, e.g. 1,3,224,224")
+    p.add_argument("--grid", type=int_tuple, help="token grid for a backbone, e.g. 56,56 (no stem or head)")
     p.add_argument("--batch", type=int, default=1, help="batch size with --grid (default 1)")
     p.add_argument("--dim", type=int, help="token width with --grid (default: the backbone's input width)")
     p.add_argument("--patch", type=int, default=4, help="PatchStem patch size with a backbone name and an "

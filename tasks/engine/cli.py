@@ -22,7 +22,17 @@ from glocal.core.errors import GlocalError
 from .config import apply_cfg_options, load_config
 from .console import quiet_third_party
 
-__all__ = ["prepare_config", "run_tool", "launch_cpu_procs", "free_port"]
+__all__ = ["prepare_config", "run_tool", "launch_cpu_procs", "free_port", "int_tuple"]
+
+
+def int_tuple(text: str) -> tuple[int, ...]:
+    """An argparse ``type`` for shapes: ``"1,3,224,224"`` or ``"1x3x224x224"`` -> ``(1, 3, 224, 224)``."""
+    import argparse
+
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def prepare_config(config, cfg_options: Mapping | None = None, work_dir: str | None = None,

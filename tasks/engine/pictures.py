@@ -300,11 +300,7 @@ class ImageExamples(Collector):
     def draw(self, folder, runner) -> list[Path]:
         if not self.examples:
             return []
-        names = class_names(runner)
-        K = _num_classes(names, self.examples)
-        colours = palette(K)
-        fig = _figure(9.5, 3.0 * len(self.examples))
-        axes = fig.subplots(len(self.examples), 3, squeeze=False)
+        names, K, colours, fig, axes = _example_grid(runner, self.examples, 3, 9.5, 3.0)
         for row, ex in zip(axes, self.examples):
             ignored = (ex["gt"] < 0) | (ex["gt"] >= K)
             pred = np.where(ignored, -1, ex["pred"])
@@ -342,6 +338,15 @@ def _num_classes(names: Sequence[str] | None, examples: Sequence[Mapping]) -> in
     return 1 + max(int(max(e["gt"].max(), e["pred"].max())) for e in examples)
 
 
+def _example_grid(runner, examples: Sequence[Mapping], cols: int, width: float, row_height: float):
+    """What the dense pictures share: the class names, their count, the palette, and a figure with
+    one row of ``cols`` panels per example: ``(names, K, colours, fig, axes [rows, cols])``."""
+    names = class_names(runner)
+    K = _num_classes(names, examples)
+    fig = _figure(width, row_height * len(examples))
+    return names, K, palette(K), fig, fig.subplots(len(examples), cols, squeeze=False)
+
+
 class PointExamples(Collector):
     """Dense prediction on point clouds: the first ``n`` clouds' ``(x, y, z)`` and per-point truth
     and prediction, at most ``max_points`` points each (evenly spaced in the cloud's order)."""
@@ -363,11 +368,7 @@ class PointExamples(Collector):
     def draw(self, folder, runner) -> list[Path]:
         if not self.examples:
             return []
-        names = class_names(runner)
-        K = _num_classes(names, self.examples)
-        colours = palette(K)
-        fig = _figure(10.0, 4.5 * len(self.examples))
-        axes = fig.subplots(len(self.examples), 2, squeeze=False)
+        names, K, colours, fig, axes = _example_grid(runner, self.examples, 2, 10.0, 4.5)
         for row, ex in zip(axes, self.examples):
             order = np.argsort(ex["xyz"][:, 2], kind="stable")  # low points first: the view from above
             xy = ex["xyz"][order, :2]
