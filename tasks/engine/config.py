@@ -353,6 +353,8 @@ def _options_candidates(node: Mapping, path: list[str]) -> set[str]:
         names |= (_accepted_args(factory) or set()) if factory is not None else set()
     elif not path:
         names |= set(OPTION_KEYS)
+    elif len(path) == 1 and path[0].endswith("_dataloader"):  # what a loader takes (validate_config's list)
+        names |= set(DATALOADER_KEYS)
     elif path == ["train_cfg"]:  # either loop's arguments: by_epoch=False max_iters=N switches loops
         names |= (_accepted_args(_MMEpochBasedTrainLoop) | _accepted_args(_MMIterBasedTrainLoop)) | {"by_epoch"}
     elif path == ["optim_wrapper"]:

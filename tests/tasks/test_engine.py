@@ -19,7 +19,7 @@ from glocal.core.errors import ConfigError
 from glocal.tasks.checkpoint import (CheckpointError, decode_state, encode_state, load_weights, parameter_digest,
                                      save_safetensors)
 from glocal.tasks.engine import (AmpOptimWrapper, SeededSampler, apply_cfg_options, build_model, build_runner,
-                                 load_config, sample_seeds)
+                                 load_config, sample_seeds, validate_config)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).parent / "configs" / "tiny_fashion_mnist.py"
@@ -126,6 +126,17 @@ def test_cfg_options_accept_existing_keys_and_component_arguments():
         apply_cfg_options(cfg, {"train_cfg.max_epoch": 3})
     with pytest.raises(ConfigError, match="'nope'.*model.head"):
         apply_cfg_options(cfg, {"model.head.nope": 3})
+
+
+def test_cfg_options_accept_every_data_loader_key():
+    """A loader key the config leaves out (mmengine's persistent_workers, pin_memory) can be set
+    from the command line, as validate_config accepts it; an unknown one is refused."""
+    cfg = apply_cfg_options(load_config(CONFIG), {"train_dataloader.num_workers": 1,
+                                                  "train_dataloader.persistent_workers": True})
+    assert cfg.train_dataloader.persistent_workers is True
+    validate_config(cfg)
+    with pytest.raises(ConfigError, match="persistent_worker"):
+        apply_cfg_options(cfg, {"train_dataloader.persistent_worker": True})
 
 
 def test_cfg_options_switch_to_an_iteration_loop(tmp_path):
